@@ -177,13 +177,14 @@ fn every_internal_link_and_anchor_resolves() {
                 ));
                 continue;
             }
-            if let (Some(fragment), Some(target_html)) = (fragment, pages.get(&target)) {
-                if !fragment.is_empty() && !target_html.contains(&format!("id=\"{fragment}\"")) {
-                    broken.push(format!(
-                        "{}: {link} (no anchor #{fragment})",
-                        page.display()
-                    ));
-                }
+            if let (Some(fragment), Some(target_html)) = (fragment, pages.get(&target))
+                && !fragment.is_empty()
+                && !target_html.contains(&format!("id=\"{fragment}\""))
+            {
+                broken.push(format!(
+                    "{}: {link} (no anchor #{fragment})",
+                    page.display()
+                ));
             }
         }
     }
