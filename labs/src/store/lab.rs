@@ -191,7 +191,8 @@ pub async fn run(out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(out, "    -> {}", outcome(&too_old))?;
     writeln!(
         out,
-        "       (the API server answers 410 Gone, reason Expired: \"too old resource version\")"
+        "       (the API server ends the watch with an ERROR event: code 410, reason\n        \
+         Expired, \"too old resource version\")"
     )?;
     let web1 = store.get(&key("web-1")).expect("not deleted");
     writeln!(
