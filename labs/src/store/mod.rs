@@ -224,6 +224,21 @@ struct Watcher {
 }
 // ANCHOR_END: store
 
+/// A summary, not the contents: the API server's state derives `Debug`, and
+/// printing ten thousand pods into a log line would help nobody.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Store")
+            .field("revision", &state.revision)
+            .field("compacted", &state.compacted)
+            .field("keys", &state.kvs.len())
+            .field("history", &state.history.len())
+            .field("watchers", &state.watchers.len())
+            .finish()
+    }
+}
+
 impl Default for Store {
     fn default() -> Self {
         Store::new()
