@@ -230,8 +230,10 @@ fn every_include_is_expanded_and_nonempty() {
             };
             // `file:anchor` names an ANCHOR; `file:5`, `file:5:`, `file:2:9`
             // and `file::9` are line ranges, which need no marker.
-            let is_line_range =
-                |a: &str| a.split(':').all(|n| n.is_empty() || n.parse::<usize>().is_ok());
+            let is_line_range = |a: &str| {
+                a.split(':')
+                    .all(|n| n.is_empty() || n.parse::<usize>().is_ok())
+            };
             if let Some(anchor) = anchor.filter(|a| !is_line_range(a)) {
                 let start = format!("ANCHOR: {anchor}");
                 let stop = format!("ANCHOR_END: {anchor}");
