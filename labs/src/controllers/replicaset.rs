@@ -1850,36 +1850,22 @@ mod tests {
 
     #[test]
     fn slow_start_runs_a_batch_concurrently() {
-        // Every create of a batch is started before any of them finishes:
-        // each waits until the whole batch has started.
-        use std::cell::Cell;
-        use std::task::Poll;
-        let started = Cell::new(0usize);
-        let batch_end = Cell::new(0usize);
-        let batches = slow_start_batches(10);
-        let mut batch_index = 0;
-        let mut in_batch = 0;
+        // Each create records, when it runs, how many creates had been
+        // started by then. A whole batch is started before any of it runs,
+        // and the next batch only after it has finished.
+        use std::cell::{Cell, RefCell};
+        let started = Cell::new(0);
+        let seen = RefCell::new(Vec::new());
         let (ok, err) = futures::executor::block_on(slow_start_batch(10, || {
-            if in_batch == 0 {
-                batch_end.set(batch_end.get() + batches[batch_index]);
-            }
-            in_batch += 1;
-            if in_batch == batches[batch_index] {
-                batch_index += 1;
-                in_batch = 0;
-            }
             started.set(started.get() + 1);
-            let end = batch_end.get();
-            let started = &started;
-            futures::future::poll_fn(move |_| {
-                if started.get() >= end {
-                    Poll::Ready(Ok::<(), ()>(()))
-                } else {
-                    Poll::Pending
-                }
-            })
+            let (started, seen) = (&started, &seen);
+            async move {
+                seen.borrow_mut().push(started.get());
+                Ok::<(), ()>(())
+            }
         }));
         assert_eq!((ok, err), (10, None));
+        assert_eq!(seen.into_inner(), [1, 3, 3, 7, 7, 7, 7, 10, 10, 10]);
     }
 
     // ---- deletion ranking -------------------------------------------------
