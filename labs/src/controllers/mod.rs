@@ -1,0 +1,3 @@
+//! Controllers: level-triggered loops that read objects and write objects, each a pure decision core plus plumbing.
+
+pub mod deployment;
