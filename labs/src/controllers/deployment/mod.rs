@@ -328,7 +328,7 @@ impl<'a> Syncer<'a> {
     /// `desired-replicas` and `max-replicas` annotations. The annotations
     /// record the Deployment size this ReplicaSet was last sized for; a later
     /// change of `spec.replicas` is recognised by comparing against them
-    /// ([`scale::is_scaling_event`]) and proportional scaling divides by them.
+    /// (`is_scaling_event` in [`scale`]) and proportional scaling divides by them.
     /// Returns true only if the size changed.
     fn scale_replica_set(&mut self, i: usize, new_scale: i32) -> bool {
         let desired = replicas(&self.d);

@@ -206,8 +206,10 @@ impl Syncer<'_> {
             self.scale_replica_set(i, size);
         }
     }
-    // ANCHOR_END: proportional_scaling
+}
+// ANCHOR_END: proportional_scaling
 
+impl Syncer<'_> {
     /// Upstream `isScalingEvent`: does any active ReplicaSet remember a
     /// different Deployment size than `spec.replicas`?
     pub(super) fn is_scaling_event(&mut self) -> Result<bool, SyncError> {
