@@ -26,4 +26,5 @@
 //!   cache holds, carry out the decisions through the API server, and requeue
 //!   the key on error (with backoff) or after a delay the core asked for.
 
+pub mod deployment;
 pub mod replicaset;
