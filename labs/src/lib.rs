@@ -7,3 +7,4 @@
 //! feeds it (watches, work queues, API calls).
 
 pub mod store;
+pub mod scheduler;
