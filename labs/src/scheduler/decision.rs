@@ -53,7 +53,7 @@ pub struct Placement {
     /// among these). 1 when there was no tie or no scoring.
     pub ties: usize,
     /// The highest-scoring nodes, best first, at most 3
-    /// (`numberOfHighestScoredNodesToReport`); ties in name order. Empty when
+    /// (`numberOfHighestScoredNodesToReport`); ties in the order examined. Empty when
     /// a single feasible node was chosen without scoring.
     pub top: Vec<(Arc<str>, i64)>,
 }

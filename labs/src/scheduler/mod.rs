@@ -165,7 +165,9 @@ fn schedule_from(
     let facts = PodFacts::new(pod, snapshot);
     let nodes = snapshot.nodes();
     let n = nodes.len();
-    let mut examined = Vec::with_capacity(n.min(to_find.saturating_mul(2)));
+    // Sized for the common case where (nearly) every node examined is
+    // feasible; it grows if not.
+    let mut examined = Vec::with_capacity(n.min(to_find));
     // (index into nodes, index into examined) of every feasible node.
     let mut feasible: Vec<(usize, usize)> = Vec::with_capacity(to_find);
     let mut processed = 0;
@@ -256,10 +258,10 @@ fn schedule_from(
     (decision, processed)
 }
 
-/// The three best totals, best first, equal totals in name order.
+/// The three best totals, best first, equal totals in the order examined.
 fn top_nodes(feasible: &[(usize, usize)], totals: &[i64], nodes: &[NodeInfo]) -> Vec<(Arc<str>, i64)> {
     let mut order: Vec<usize> = (0..totals.len()).collect();
-    let key = |k: &usize| (std::cmp::Reverse(totals[*k]), &nodes[feasible[*k].0].name);
+    let key = |k: &usize| (std::cmp::Reverse(totals[*k]), *k);
     if order.len() > 3 {
         order.select_nth_unstable_by(2, |a, b| key(a).cmp(&key(b)));
         order.truncate(3);

@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{PreferredSchedulingTerm, Taint, Toleration};
 
 use super::filters::{PodFacts, node_selector_term_matches, required_node_affinity_matches};
 use super::filters::tolerates;
-use super::snapshot::{LABEL_HOSTNAME, LABEL_TOPOLOGY_ZONE, NodeInfo, Snapshot};
+use super::snapshot::{NodeInfo, Snapshot};
 
 /// `framework.MaxNodeScore`.
 pub const MAX_NODE_SCORE: i64 = 100;
@@ -72,17 +72,26 @@ pub fn least_requested_score(requested: i64, capacity: i64) -> i64 {
 /// score = (1 − std) × 100, std being the population standard deviation of
 /// the fractions; for two resources that is |f₁ − f₂| / 2.
 pub fn balanced_allocation(requested: &[i64], allocatable: &[i64]) -> i64 {
-    let fractions: Vec<f64> = requested
-        .iter()
-        .zip(allocatable)
-        .filter(|&(_, &alloc)| alloc > 0)
-        .map(|(&req, &alloc)| (req as f64 / alloc as f64).min(1.0))
-        .collect();
-    let std = match fractions.len() {
-        2 => ((fractions[0] - fractions[1]) / 2.0).abs(),
+    // The fractions are recomputed on each pass rather than collected: this
+    // runs for every feasible node of every decision, and an allocation per
+    // node would cost more than the arithmetic.
+    let fractions = || {
+        requested
+            .iter()
+            .zip(allocatable)
+            .filter(|&(_, &alloc)| alloc > 0)
+            .map(|(&req, &alloc)| (req as f64 / alloc as f64).min(1.0))
+    };
+    let n = fractions().count();
+    let std = match n {
+        2 => {
+            let mut f = fractions();
+            let (f1, f2) = (f.next().unwrap_or(0.0), f.next().unwrap_or(0.0));
+            ((f1 - f2) / 2.0).abs()
+        }
         n if n > 2 => {
-            let mean = fractions.iter().sum::<f64>() / n as f64;
-            let var = fractions.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / n as f64;
+            let mean = fractions().sum::<f64>() / n as f64;
+            let var = fractions().map(|f| (f - mean).powi(2)).sum::<f64>() / n as f64;
             var.sqrt()
         }
         _ => 0.0,
@@ -130,14 +139,16 @@ pub fn spread_normalize_score(scores: &mut [i64]) {
 /// does not tolerate. Only tolerations with effect PreferNoSchedule or ""
 /// (all effects) count here.
 pub fn intolerable_prefer_no_schedule(taints: &[Taint], tolerations: &[Toleration]) -> i64 {
-    let relevant: Vec<&Toleration> = tolerations
-        .iter()
-        .filter(|t| matches!(t.effect.as_deref(), None | Some("") | Some("PreferNoSchedule")))
-        .collect();
+    let relevant = |t: &&Toleration| {
+        matches!(
+            t.effect.as_deref(),
+            None | Some("") | Some("PreferNoSchedule")
+        )
+    };
     taints
         .iter()
         .filter(|t| t.effect == "PreferNoSchedule")
-        .filter(|t| !relevant.iter().any(|tol| tolerates(tol, t)))
+        .filter(|t| !tolerations.iter().filter(relevant).any(|tol| tolerates(tol, t)))
         .count() as i64
 }
 
@@ -250,7 +261,7 @@ impl SpreadState {
         let mut zone_counts: Vec<(String, i64)> = Vec::new();
         let mut unlabelled = false;
         for &i in feasible {
-            match nodes[i].labels.get(LABEL_TOPOLOGY_ZONE) {
+            match &nodes[i].zone {
                 Some(z) if !zone_counts.iter().any(|(zz, _)| zz == z) => {
                     zone_counts.push((z.clone(), 0))
                 }
@@ -262,12 +273,8 @@ impl SpreadState {
         // nodeSelector / required affinity accepts (nodeAffinityPolicy:
         // Honor); taints don't matter (nodeTaintsPolicy: Ignore).
         if let (Some(group), false) = (pod.spread_group_id, zone_counts.is_empty()) {
-            for node in nodes {
-                let count = node.spread_count(group);
-                if count == 0 {
-                    continue;
-                }
-                let Some(zone) = node.labels.get(LABEL_TOPOLOGY_ZONE) else {
+            for (node, count) in snapshot.group_placements(group) {
+                let Some(zone) = &node.zone else {
                     continue;
                 };
                 let Some(entry) = zone_counts.iter_mut().find(|(z, _)| z == zone) else {
@@ -288,11 +295,11 @@ impl SpreadState {
 
     fn score(&self, pod: &PodFacts, node: &NodeInfo) -> i64 {
         let mut score = 0.0;
-        if node.labels.contains_key(LABEL_HOSTNAME) {
+        if node.has_hostname_label {
             let count = pod.spread_group_id.map_or(0, |g| node.spread_count(g));
             score += f64::from(count) * self.hostname_weight + (3 - 1) as f64;
         }
-        if let Some(zone) = node.labels.get(LABEL_TOPOLOGY_ZONE) {
+        if let Some(zone) = &node.zone {
             let count = self
                 .zone_counts
                 .iter()

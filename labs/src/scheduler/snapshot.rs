@@ -205,6 +205,11 @@ pub struct NodeInfo {
     /// `Arc` so that every decision can name nodes without copying strings.
     pub name: Arc<str>,
     pub labels: BTreeMap<String, String>,
+    /// The topology labels spreading looks at, looked up once here rather
+    /// than in every decision: whether `kubernetes.io/hostname` is set, and
+    /// `topology.kubernetes.io/zone`.
+    pub has_hostname_label: bool,
+    pub zone: Option<String>,
     /// `spec.unschedulable` (a cordoned node).
     pub unschedulable: bool,
     /// The node's taints, plus the not-ready / unreachable taint its `Ready`
@@ -267,9 +272,12 @@ impl NodeInfo {
             }
         }
         let allocatable_map = status.and_then(|s| s.allocatable.as_ref());
+        let labels = node.metadata.labels.clone().unwrap_or_default();
         NodeInfo {
             name: Arc::from(node.metadata.name.as_deref().unwrap_or_default()),
-            labels: node.metadata.labels.clone().unwrap_or_default(),
+            has_hostname_label: labels.contains_key(LABEL_HOSTNAME),
+            zone: labels.get(LABEL_TOPOLOGY_ZONE).cloned(),
+            labels,
             unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
             taints,
             readiness,
@@ -297,6 +305,10 @@ pub struct Snapshot {
     nodes: Vec<NodeInfo>,
     by_name: HashMap<Arc<str>, usize>,
     groups: HashMap<SpreadGroup, GroupId>,
+    /// Per spread group: node index → its non-terminating pods there. The
+    /// zone-spreading score needs "where are this owner's pods?"; asking
+    /// every node would cost as many lookups as there are nodes.
+    group_nodes: Vec<BTreeMap<usize, u32>>,
 }
 
 impl Snapshot {
@@ -364,13 +376,30 @@ impl Snapshot {
         info.pod_count += 1;
         if let Some(g) = group {
             *info.spread_counts.entry(g).or_insert(0) += 1;
+            *self.group_nodes[g as usize].entry(i).or_insert(0) += 1;
         }
         true
     }
 
     fn group_id(&mut self, group: SpreadGroup) -> GroupId {
         let next = self.groups.len() as GroupId;
-        *self.groups.entry(group).or_insert(next)
+        let id = *self.groups.entry(group).or_insert(next);
+        if id == next {
+            self.group_nodes.push(BTreeMap::new());
+        }
+        id
+    }
+
+    /// The nodes holding pods of `group`, with how many.
+    pub(crate) fn group_placements(
+        &self,
+        group: GroupId,
+    ) -> impl Iterator<Item = (&NodeInfo, u32)> + '_ {
+        self.group_nodes
+            .get(group as usize)
+            .into_iter()
+            .flatten()
+            .map(|(&i, &count)| (&self.nodes[i], count))
     }
 
     /// The id of a pod's spread group, if any pod of that group is on a node.
