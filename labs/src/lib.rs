@@ -6,5 +6,5 @@
 //! over objects, which the book explains line by line) plus the plumbing that
 //! feeds it (watches, work queues, API calls).
 
-pub mod store;
 pub mod scheduler;
+pub mod store;

@@ -147,11 +147,12 @@ impl Decision {
     /// decision always prints the same text), e.g.
     ///
     /// ```text
-    /// default/web-1 -> node-b (2/3 nodes feasible; score 651)
-    /// NODE    FILTER                            TAINT×3  AFFINITY×2  FIT×1  SPREAD×2  BALANCED×1  TOTAL
-    /// node-a  NodeResourcesFit: Insufficient cpu
-    /// node-b  ok                                100(0)   0           37     100(6)    87          651
-    /// node-c  ok                                ...
+    /// default/p -> b (2/3 nodes feasible; score 450)
+    /// NODE   FILTER  TAINT×3  AFFINITY×2  FIT×1  SPREAD×2  BALANCED×1  TOTAL
+    /// a      ok      100(0)   0           37     -         87          424
+    /// b      ok      100(0)   0           50     -         100         450
+    /// small  NodeResourcesFit: Insufficient cpu
+    /// top: b 450, a 424
     /// ```
     ///
     /// Cells are the normalised 0..100 score, with the raw score in brackets
@@ -202,11 +203,11 @@ impl Decision {
                 "({unexamined} more nodes not examined: enough feasible nodes were found)"
             );
         }
-        if let Ok(p) = &self.result {
-            if p.top.len() > 1 {
-                let top: Vec<String> = p.top.iter().map(|(n, s)| format!("{n} {s}")).collect();
-                let _ = writeln!(out, "top: {}", top.join(", "));
-            }
+        if let Ok(p) = &self.result
+            && p.top.len() > 1
+        {
+            let top: Vec<String> = p.top.iter().map(|(n, s)| format!("{n} {s}")).collect();
+            let _ = writeln!(out, "top: {}", top.join(", "));
         }
         out
     }

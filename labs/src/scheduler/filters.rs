@@ -54,10 +54,15 @@ impl<'a> PodFacts<'a> {
                 .and_then(|s| s.node_name.as_deref())
                 .filter(|n| !n.is_empty()),
             node_selector: spec.and_then(|s| s.node_selector.as_ref()),
-            required_affinity: node_affinity
-                .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
+            required_affinity: node_affinity.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
             preferred_affinity: node_affinity
-                .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_deref())
+                .and_then(|a| {
+                    a.preferred_during_scheduling_ignored_during_execution
+                        .as_deref()
+                })
                 .unwrap_or(&[]),
             spread_group_id: spread_group
                 .as_ref()
@@ -281,8 +286,12 @@ pub fn node_selector_term_matches(
     if expressions.is_empty() && fields.is_empty() {
         return false;
     }
-    expressions.iter().all(|r| label_requirement_matches(r, labels))
-        && fields.iter().all(|r| field_requirement_matches(r, node_name))
+    expressions
+        .iter()
+        .all(|r| label_requirement_matches(r, labels))
+        && fields
+            .iter()
+            .all(|r| field_requirement_matches(r, node_name))
 }
 
 /// One `matchExpressions` entry against the node's labels.

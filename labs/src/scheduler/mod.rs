@@ -114,7 +114,10 @@ impl Scheduler {
 /// All of them below 100 nodes; otherwise a percentage that shrinks as the
 /// cluster grows (50% minus 1% per 125 nodes, at least 5%), but never fewer
 /// than 100 nodes: 500 nodes → 230, 1000 → 420, 5000 → 500.
-pub fn num_feasible_nodes_to_find(num_all_nodes: usize, percentage_of_nodes_to_score: u32) -> usize {
+pub fn num_feasible_nodes_to_find(
+    num_all_nodes: usize,
+    percentage_of_nodes_to_score: u32,
+) -> usize {
     const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
     const MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND: usize = 5;
     if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND {
@@ -259,14 +262,18 @@ fn schedule_from(
 }
 
 /// The three best totals, best first, equal totals in the order examined.
-fn top_nodes(feasible: &[(usize, usize)], totals: &[i64], nodes: &[NodeInfo]) -> Vec<(Arc<str>, i64)> {
+fn top_nodes(
+    feasible: &[(usize, usize)],
+    totals: &[i64],
+    nodes: &[NodeInfo],
+) -> Vec<(Arc<str>, i64)> {
     let mut order: Vec<usize> = (0..totals.len()).collect();
     let key = |k: &usize| (std::cmp::Reverse(totals[*k]), *k);
     if order.len() > 3 {
         order.select_nth_unstable_by(2, |a, b| key(a).cmp(&key(b)));
         order.truncate(3);
     }
-    order.sort_by(|a, b| key(a).cmp(&key(b)));
+    order.sort_by_key(key);
     order
         .into_iter()
         .map(|k| (nodes[feasible[k].0].name.clone(), totals[k]))

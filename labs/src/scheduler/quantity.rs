@@ -251,7 +251,10 @@ mod tests {
                 "{q}"
             );
         }
-        assert_eq!(parse_cpu_millis("-1"), Err(QuantityError::Negative("-1".into())));
+        assert_eq!(
+            parse_cpu_millis("-1"),
+            Err(QuantityError::Negative("-1".into()))
+        );
         assert_eq!(parse_cpu_millis("-0"), Ok(0));
     }
 }

@@ -5,13 +5,13 @@
 //! multiplied by its weight; a node's total is the sum. The plugins and
 //! weights are the default profile's (`default_plugins.go`):
 //!
-//! | plugin                          | weight | prefers                          |
-//! |---------------------------------|--------|----------------------------------|
-//! | TaintToleration                 | 3      | fewer untolerated PreferNoSchedule taints |
-//! | NodeAffinity                    | 2      | more matched preferred terms     |
-//! | NodeResourcesFit (LeastAllocated)| 1     | emptier nodes                    |
-//! | PodTopologySpread               | 2      | fewer pods of the same owner nearby |
-//! | NodeResourcesBalancedAllocation | 1      | cpu and memory used evenly       |
+//! | plugin                            | weight | prefers                                      |
+//! |-----------------------------------|--------|----------------------------------------------|
+//! | TaintToleration                   | 3      | fewer untolerated PreferNoSchedule taints    |
+//! | NodeAffinity                      | 2      | more (weight of) matched preferred terms     |
+//! | NodeResourcesFit (LeastAllocated) | 1      | emptier nodes                                |
+//! | PodTopologySpread                 | 2      | fewer pods of the same owner on / near it    |
+//! | NodeResourcesBalancedAllocation   | 1      | cpu and memory used to the same fraction     |
 //!
 //! InterPodAffinity (2) and ImageLocality (1) are default plugins too. We
 //! leave them out; for our pods they add the same 0 to every node (no pod
@@ -19,8 +19,8 @@
 
 use k8s_openapi::api::core::v1::{PreferredSchedulingTerm, Taint, Toleration};
 
-use super::filters::{PodFacts, node_selector_term_matches, required_node_affinity_matches};
 use super::filters::tolerates;
+use super::filters::{PodFacts, node_selector_term_matches, required_node_affinity_matches};
 use super::snapshot::{NodeInfo, Snapshot};
 
 /// `framework.MaxNodeScore`.
@@ -52,7 +52,11 @@ pub fn least_allocated(requested: &[i64], allocatable: &[i64], weights: &[i64]) 
         score += least_requested_score(req, alloc) * w;
         weight_sum += w;
     }
-    if weight_sum == 0 { 0 } else { score / weight_sum }
+    if weight_sum == 0 {
+        0
+    } else {
+        score / weight_sum
+    }
 }
 
 /// `(capacity − requested) × 100 / capacity`, 0 when over capacity.
@@ -148,7 +152,12 @@ pub fn intolerable_prefer_no_schedule(taints: &[Taint], tolerations: &[Toleratio
     taints
         .iter()
         .filter(|t| t.effect == "PreferNoSchedule")
-        .filter(|t| !tolerations.iter().filter(relevant).any(|tol| tolerates(tol, t)))
+        .filter(|t| {
+            !tolerations
+                .iter()
+                .filter(relevant)
+                .any(|tol| tolerates(tol, t))
+        })
         .count() as i64
 }
 
@@ -219,14 +228,20 @@ pub(crate) fn score_nodes(pod: &PodFacts, snapshot: &Snapshot, feasible: &[usize
         if skipped[p] {
             continue;
         }
-        column.iter_mut().zip(&normalized).for_each(|(c, row)| *c = row[p]);
+        column
+            .iter_mut()
+            .zip(&normalized)
+            .for_each(|(c, row)| *c = row[p]);
         match p {
             0 => default_normalize_score(MAX_NODE_SCORE, true, &mut column),
             1 => default_normalize_score(MAX_NODE_SCORE, false, &mut column),
             3 => spread_normalize_score(&mut column),
             _ => continue, // the resource plugins are 0..=100 already
         }
-        normalized.iter_mut().zip(&column).for_each(|(row, &c)| row[p] = c);
+        normalized
+            .iter_mut()
+            .zip(&column)
+            .for_each(|(row, &c)| row[p] = c);
     }
     Scores {
         skipped,

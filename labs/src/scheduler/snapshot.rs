@@ -262,14 +262,16 @@ impl NodeInfo {
             Readiness::NotReady => Some(TAINT_NODE_NOT_READY),
             Readiness::Unknown => Some(TAINT_NODE_UNREACHABLE),
         };
-        if let Some(key) = implied {
-            if !taints.iter().any(|t| t.key == key && t.effect == "NoSchedule") {
-                taints.push(Taint {
-                    key: key.to_string(),
-                    effect: "NoSchedule".to_string(),
-                    ..Taint::default()
-                });
-            }
+        if let Some(key) = implied
+            && !taints
+                .iter()
+                .any(|t| t.key == key && t.effect == "NoSchedule")
+        {
+            taints.push(Taint {
+                key: key.to_string(),
+                effect: "NoSchedule".to_string(),
+                ..Taint::default()
+            });
         }
         let allocatable_map = status.and_then(|s| s.allocatable.as_ref());
         let labels = node.metadata.labels.clone().unwrap_or_default();

@@ -254,14 +254,20 @@ fn each_filter_rejects_with_upstreams_message() {
             node: json!({"spec": {"taints": [{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]}}),
             pod: json!({}),
             cpu: "1",
-            want: Some(("TaintToleration", "node(s) had untolerated taint {gpu: yes}")),
+            want: Some((
+                "TaintToleration",
+                "node(s) had untolerated taint {gpu: yes}",
+            )),
         },
         Case {
             name: "NoExecute taint",
             node: json!({"spec": {"taints": [{"key": "dedicated", "effect": "NoExecute"}]}}),
             pod: json!({}),
             cpu: "1",
-            want: Some(("TaintToleration", "node(s) had untolerated taint {dedicated: }")),
+            want: Some((
+                "TaintToleration",
+                "node(s) had untolerated taint {dedicated: }",
+            )),
         },
         Case {
             name: "PreferNoSchedule taint only scores",
@@ -313,7 +319,10 @@ fn each_filter_rejects_with_upstreams_message() {
             node: json!({"metadata": {"labels": {"disk": "hdd"}}}),
             pod: json!({"spec": {"nodeSelector": {"disk": "ssd"}}}),
             cpu: "1",
-            want: Some(("NodeAffinity", "node(s) didn't match Pod's node affinity/selector")),
+            want: Some((
+                "NodeAffinity",
+                "node(s) didn't match Pod's node affinity/selector",
+            )),
         },
         Case {
             name: "required node affinity",
@@ -322,7 +331,10 @@ fn each_filter_rejects_with_upstreams_message() {
                 "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                     {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}]}}}}}),
             cpu: "1",
-            want: Some(("NodeAffinity", "node(s) didn't match Pod's node affinity/selector")),
+            want: Some((
+                "NodeAffinity",
+                "node(s) didn't match Pod's node affinity/selector",
+            )),
         },
         Case {
             name: "insufficient cpu",
@@ -370,12 +382,26 @@ fn each_filter_rejects_with_upstreams_message() {
 
 #[test]
 fn resources_fit_reports_every_shortfall_and_counts_existing_requests() {
-    let n = node_with("n", "2", "4Gi", json!({"status": {"allocatable": {"pods": "2"}}}));
+    let n = node_with(
+        "n",
+        "2",
+        "4Gi",
+        json!({"status": {"allocatable": {"pods": "2"}}}),
+    );
     let existing = [
-        pod_with("a", Some("1500m"), Some("3Gi"), json!({"spec": {"nodeName": "n"}})),
+        pod_with(
+            "a",
+            Some("1500m"),
+            Some("3Gi"),
+            json!({"spec": {"nodeName": "n"}}),
+        ),
         pod_with("b", None, None, json!({"spec": {"nodeName": "n"}})),
     ];
-    let d = decide(&pod("p", Some("1"), Some("2Gi")), &[n.clone()], &existing);
+    let d = decide(
+        &pod("p", Some("1"), Some("2Gi")),
+        std::slice::from_ref(&n),
+        &existing,
+    );
     let reasons: Vec<String> = verdict(&d, "n")
         .filter
         .as_ref()
@@ -384,7 +410,10 @@ fn resources_fit_reports_every_shortfall_and_counts_existing_requests() {
         .iter()
         .map(ToString::to_string)
         .collect();
-    assert_eq!(reasons, ["Too many pods", "Insufficient cpu", "Insufficient memory"]);
+    assert_eq!(
+        reasons,
+        ["Too many pods", "Insufficient cpu", "Insufficient memory"]
+    );
 
     // Finished pods hold nothing; a pod without requests fits anywhere with a slot.
     let finished = pod_with(
@@ -393,7 +422,11 @@ fn resources_fit_reports_every_shortfall_and_counts_existing_requests() {
         Some("4Gi"),
         json!({"spec": {"nodeName": "n"}, "status": {"phase": "Succeeded"}}),
     );
-    let d = decide(&pod("p", Some("2"), Some("4Gi")), &[n.clone()], &[finished]);
+    let d = decide(
+        &pod("p", Some("2"), Some("4Gi")),
+        std::slice::from_ref(&n),
+        &[finished],
+    );
     assert_eq!(d.node(), Some("n"));
     let d = decide(&pod("p", None, None), &[n], &existing[..1]);
     assert_eq!(d.node(), Some("n"));
@@ -496,7 +529,11 @@ fn taint_toleration_score_counts_prefer_no_schedule_and_reverses() {
         (&[toleration("", "Exists", "", "NoSchedule")], 2),
     ];
     for (tols, want) in cases {
-        assert_eq!(intolerable_prefer_no_schedule(&taints, tols), want, "{tols:?}");
+        assert_eq!(
+            intolerable_prefer_no_schedule(&taints, tols),
+            want,
+            "{tols:?}"
+        );
     }
 
     let nodes = [
@@ -550,10 +587,10 @@ fn node_selector_operators() {
         (req("cores", "Gt", &["8"]), false),
         (req("cores", "Lt", &["16"]), true),
         (req("cores", "Lt", &["8"]), false),
-        (req("zone", "Gt", &["1"]), false),         // label not an integer
-        (req("cores", "Gt", &["1", "2"]), false),   // needs exactly one value
-        (req("nope", "Lt", &["100"]), false),       // absent label
-        (req("zone", "Near", &["a"]), false),       // unknown operator
+        (req("zone", "Gt", &["1"]), false), // label not an integer
+        (req("cores", "Gt", &["1", "2"]), false), // needs exactly one value
+        (req("nope", "Lt", &["100"]), false), // absent label
+        (req("zone", "Near", &["a"]), false), // unknown operator
     ];
     for (r, want) in cases {
         assert_eq!(label_requirement_matches(&r, &labels), want, "{r:?}");
@@ -563,9 +600,24 @@ fn node_selector_operators() {
 #[test]
 fn node_affinity_terms_are_or_of_ands_with_match_fields() {
     let nodes = [
-        node_with("a", "2", "2Gi", json!({"metadata": {"labels": {"zone": "z1", "disk": "ssd"}}})),
-        node_with("b", "2", "2Gi", json!({"metadata": {"labels": {"zone": "z1", "disk": "hdd"}}})),
-        node_with("c", "2", "2Gi", json!({"metadata": {"labels": {"zone": "z2", "disk": "hdd"}}})),
+        node_with(
+            "a",
+            "2",
+            "2Gi",
+            json!({"metadata": {"labels": {"zone": "z1", "disk": "ssd"}}}),
+        ),
+        node_with(
+            "b",
+            "2",
+            "2Gi",
+            json!({"metadata": {"labels": {"zone": "z1", "disk": "hdd"}}}),
+        ),
+        node_with(
+            "c",
+            "2",
+            "2Gi",
+            json!({"metadata": {"labels": {"zone": "z2", "disk": "hdd"}}}),
+        ),
     ];
     let feasible = |terms: Value| -> Vec<String> {
         let p = pod_with(
@@ -616,8 +668,18 @@ fn node_affinity_terms_are_or_of_ands_with_match_fields() {
 #[test]
 fn preferred_node_affinity_scores_matched_weights() {
     let nodes = [
-        node_with("a", "2", "2Gi", json!({"metadata": {"labels": {"disk": "ssd", "gpu": "1"}}})),
-        node_with("b", "2", "2Gi", json!({"metadata": {"labels": {"disk": "ssd"}}})),
+        node_with(
+            "a",
+            "2",
+            "2Gi",
+            json!({"metadata": {"labels": {"disk": "ssd", "gpu": "1"}}}),
+        ),
+        node_with(
+            "b",
+            "2",
+            "2Gi",
+            json!({"metadata": {"labels": {"disk": "ssd"}}}),
+        ),
         node("c", "2", "2Gi"),
     ];
     let p = pod_with(
@@ -673,7 +735,11 @@ fn normalize_helpers() {
 
 #[test]
 fn spreading_prefers_the_node_with_fewer_pods_of_the_same_owner() {
-    let nodes = [node("a", "4", "8Gi"), node("b", "4", "8Gi"), node("c", "4", "8Gi")];
+    let nodes = [
+        node("a", "4", "8Gi"),
+        node("b", "4", "8Gi"),
+        node("c", "4", "8Gi"),
+    ];
     let existing = [
         rs_pod("web-1", "web", "a"),
         rs_pod("web-2", "web", "a"),
@@ -725,12 +791,16 @@ fn spreading_counts_only_live_pods_of_the_same_group_and_namespace() {
     let mut p = labelled_no_owner;
     p.metadata.name = Some("y".into());
     p.spec.as_mut().unwrap().node_name = None;
-    let d = decide(&p, &nodes, &[pod_with(
-        "x",
-        Some("100m"),
-        Some("100Mi"),
-        json!({"metadata": {"labels": {"app": "x"}}, "spec": {"nodeName": "b"}}),
-    )]);
+    let d = decide(
+        &p,
+        &nodes,
+        &[pod_with(
+            "x",
+            Some("100m"),
+            Some("100Mi"),
+            json!({"metadata": {"labels": {"app": "x"}}, "spec": {"nodeName": "b"}}),
+        )],
+    );
     assert!(score(&d, "a", SPREAD).1 > score(&d, "b", SPREAD).1);
 
     // No owner and no labels: no constraints, the plugin skips.
@@ -766,7 +836,10 @@ fn spreading_across_zones() {
     let d = decide(&rs_pod("web-2", "web", ""), &nodes, &existing);
     // Two feasible nodes (w_h = ln 4) and two zone domains, "a" and "" (w_z = ln 4).
     let w = 4f64.ln();
-    assert_eq!(score(&d, "a1", SPREAD).0, (w + 2.0 + w + 4.0).round() as i64); // 9
+    assert_eq!(
+        score(&d, "a1", SPREAD).0,
+        (w + 2.0 + w + 4.0).round() as i64
+    ); // 9
     assert_eq!(score(&d, "bare", SPREAD).0, 2);
 }
 
@@ -809,7 +882,10 @@ fn ties_are_broken_uniformly() {
         picked[i] += 1;
     }
     assert_eq!((picked[0], picked[2]), (0, 0));
-    assert!(picked[1] > 850 && picked[3] > 850 && picked[4] > 850, "{picked:?}");
+    assert!(
+        picked[1] > 850 && picked[3] > 850 && picked[4] > 850,
+        "{picked:?}"
+    );
     assert_eq!(select_host(&[], &mut rng), None);
 }
 
@@ -883,13 +959,19 @@ fn num_feasible_nodes_to_find_cases() {
         (1000, 100, 1000),
     ];
     for (nodes, pct, want) in cases {
-        assert_eq!(num_feasible_nodes_to_find(nodes, pct), want, "{nodes} @ {pct}%");
+        assert_eq!(
+            num_feasible_nodes_to_find(nodes, pct),
+            want,
+            "{nodes} @ {pct}%"
+        );
     }
 }
 
 #[test]
 fn scheduler_rotates_its_start_node() {
-    let nodes: Vec<Node> = (0..250).map(|i| node(&format!("n{i:03}"), "2", "2Gi")).collect();
+    let nodes: Vec<Node> = (0..250)
+        .map(|i| node(&format!("n{i:03}"), "2", "2Gi"))
+        .collect();
     let snapshot = Snapshot::new(&nodes, []);
     let p = pod("p", Some("1"), Some("1Gi"));
     let mut s = Scheduler::new(1);
@@ -939,7 +1021,10 @@ small  NodeResourcesFit: Insufficient cpu
 top: b 450, a 424
 ";
     assert_eq!(d.explain(), want);
-    assert_eq!(d.explain(), decide(&pod("p", Some("3000m"), Some("5000")), &nodes, &[]).explain());
+    assert_eq!(
+        d.explain(),
+        decide(&pod("p", Some("3000m"), Some("5000")), &nodes, &[]).explain()
+    );
 
     let d = decide(&pod("p", Some("64"), None), &nodes, &[]);
     assert_eq!(
