@@ -72,7 +72,7 @@ impl fmt::Display for FitError {
     /// `0/3 nodes are available: 1 node(s) had untolerated taint
     /// {node.kubernetes.io/unreachable: }, 2 Insufficient cpu.`
     ///
-    /// Upstream formats each entry as "<count> <reason>" and sorts those
+    /// Upstream formats each entry as `"<count> <reason>"` and sorts those
     /// *strings* (Go's `sort.Strings`), so the order is by count first, as
     /// text ("10 ..." sorts before "2 ..."). We do exactly the same.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
