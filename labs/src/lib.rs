@@ -7,4 +7,5 @@
 //! feeds it (watches, work queues, API calls).
 
 pub mod controllers;
+pub mod scheduler;
 pub mod store;
