@@ -17,6 +17,8 @@ enum Lab {
     /// "process" container runtime starts a container without Docker.
     #[command(hide = true)]
     App(AppArgs),
+    /// Lab: etcd, the cluster's memory — a versioned key-value store with watch.
+    Store,
 }
 
 #[derive(clap::Args, Debug)]
@@ -32,8 +34,7 @@ struct AppArgs {
 fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -47,6 +48,7 @@ async fn main() {
         Lab::App(args) => {
             demo_app::run(args.listen, demo_app::AppInfo::from_env(args.app_version)).await
         }
+        Lab::Store => labs::store::lab::run(&mut std::io::stdout()).await,
     };
     if let Err(err) = result {
         // The CLIs print one readable line, not a backtrace.
