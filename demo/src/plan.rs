@@ -72,7 +72,12 @@ pub fn render(target: Target) -> String {
     };
     let mut out = format!("The rolling-update demo, on {name}. The steps:\n\n");
     for (i, step) in STEPS.iter().enumerate() {
-        out.push_str(&format!("{}. {:<17} {}\n", i + 1, step.title, step.on(target)));
+        out.push_str(&format!(
+            "{}. {:<17} {}\n",
+            i + 1,
+            step.title,
+            step.on(target)
+        ));
     }
     out.push_str(
         "\nThe steps run for real once the labs they need exist (API server, controllers,\n\
@@ -90,7 +95,10 @@ mod tests {
         for target in [Target::Local, Target::Kind, Target::Gke] {
             let plan = render(target);
             for (i, step) in STEPS.iter().enumerate() {
-                assert!(plan.contains(&format!("{}. {}", i + 1, step.title)), "{plan}");
+                assert!(
+                    plan.contains(&format!("{}. {}", i + 1, step.title)),
+                    "{plan}"
+                );
             }
         }
     }

@@ -5,3 +5,5 @@
 //! as in Kubernetes. Each component is a pure decision core (a plain function
 //! over objects, which the book explains line by line) plus the plumbing that
 //! feeds it (watches, work queues, API calls).
+
+pub mod apiserver;

@@ -1,0 +1,15 @@
+//! The API server: the only door to the store.
+//!
+//! This file declares the *pure* parts of the API server: functions over
+//! `serde_json::Value` that know Kubernetes' rules but nothing about HTTP or
+//! the store. The HTTP layer (routes, handlers, watch streams) lives beside
+//! them and calls them; keeping the rules pure is what lets the tests (and the
+//! book) check each rule with a plain table of inputs and outputs.
+//!
+//! | module | Kubernetes' counterpart |
+//! |---|---|
+//! | [`names`] | `k8s.io/apimachinery/pkg/util/validation` (name and label syntax) |
+//! | [`selector`] | `k8s.io/apimachinery/pkg/labels`, `.../pkg/fields` |
+
+pub mod names;
+pub mod selector;
