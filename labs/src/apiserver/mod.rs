@@ -10,6 +10,8 @@
 //! |---|---|
 //! | [`names`] | `k8s.io/apimachinery/pkg/util/validation` (name and label syntax) |
 //! | [`selector`] | `k8s.io/apimachinery/pkg/labels`, `.../pkg/fields` |
+//! | [`patch`] | `k8s.io/apiserver/.../handlers/patch.go`, `k8s.io/apimachinery/pkg/util/strategicpatch` |
 
 pub mod names;
+pub mod patch;
 pub mod selector;
