@@ -22,7 +22,16 @@ pub const MAJOR: &str = "1";
 pub const MINOR: &str = "33";
 pub const GIT_VERSION: &str = "v1.33.1-labs";
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 const SUB_VERBS: &[&str] = &["get", "patch", "update"];
 
 pub fn version_info() -> Value {
@@ -55,7 +64,10 @@ pub async fn version() -> Response {
 /// even when kubectl asks for aggregated discovery first: kubectl looks at
 /// the response Content-Type and falls back.)
 pub async fn api_versions(headers: HeaderMap) -> Response {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
     json_response(StatusCode::OK, &api_versions_doc(host))
 }
 
@@ -88,7 +100,10 @@ pub fn api_group_list_doc() -> Value {
 /// `GET /api/v1`, `GET /apis/apps/v1`: the resources of one group/version,
 /// with their verbs, short names, categories and subresources.
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
-    let rs: Vec<&Resource> = RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect();
+    let rs: Vec<&Resource> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if rs.is_empty() {
         return None;
     }
@@ -132,8 +147,14 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             out.push(entry);
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}),
+    )
 }
 // ANCHOR_END: resource_list
 
@@ -160,7 +181,10 @@ pub fn openapi_v3_root_doc() -> Value {
     let mut paths = serde_json::Map::new();
     for (g, v) in group_versions() {
         let gv = gv_path(g, v);
-        paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={}", doc_hash(g, v))}));
+        paths.insert(
+            gv.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={}", doc_hash(g, v))}),
+        );
     }
     json!({"paths": paths})
 }
@@ -172,8 +196,15 @@ pub fn openapi_v3_root_doc() -> Value {
 /// from its own compiled-in types.
 pub fn openapi_v3_doc(group: &str, version: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
-        let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let base = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
         let path = if r.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
         } else {
@@ -203,13 +234,19 @@ pub fn openapi_v3_doc(group: &str, version: &str) -> Option<Value> {
 // ANCHOR_END: openapi
 
 fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
 }
 
 /// A content hash for the `?hash=` of the OpenAPI links (kubectl caches the
 /// documents by it). FNV-1a over the document: stable across runs.
 fn doc_hash(group: &str, version: &str) -> String {
-    let doc = openapi_v3_doc(group, version).map(|d| d.to_string()).unwrap_or_default();
+    let doc = openapi_v3_doc(group, version)
+        .map(|d| d.to_string())
+        .unwrap_or_default();
     let mut h: u64 = 0xcbf29ce484222325;
     for b in doc.bytes() {
         h ^= u64::from(b);

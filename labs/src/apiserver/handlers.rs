@@ -46,15 +46,26 @@ pub struct Reply {
 
 impl Reply {
     fn ok(body: Value) -> Reply {
-        Reply { code: StatusCode::OK, body, content_type: "application/json", warnings: vec![] }
+        Reply {
+            code: StatusCode::OK,
+            body,
+            content_type: "application/json",
+            warnings: vec![],
+        }
     }
 
     fn created(body: Value) -> Reply {
-        Reply { code: StatusCode::CREATED, ..Reply::ok(body) }
+        Reply {
+            code: StatusCode::CREATED,
+            ..Reply::ok(body)
+        }
     }
 
     fn table(body: Value) -> Reply {
-        Reply { content_type: TABLE_CONTENT_TYPE, ..Reply::ok(body) }
+        Reply {
+            content_type: TABLE_CONTENT_TYPE,
+            ..Reply::ok(body)
+        }
     }
 
     fn warn(mut self, warnings: Vec<String>) -> Reply {
@@ -66,8 +77,10 @@ impl Reply {
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         let mut resp = status::json_response(self.code, &self.body);
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
         for w in &self.warnings {
             let text = format!("299 - {:?}", w);
             if let Ok(v) = HeaderValue::from_str(&text) {
@@ -94,11 +107,15 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
-    obj.pointer(&format!("/metadata/{field}")).and_then(Value::as_str).unwrap_or("")
+    obj.pointer(&format!("/metadata/{field}"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn set_or_remove(map: &mut Map<String, Value>, key: &str, value: Option<&Value>) {
@@ -141,7 +158,10 @@ fn same_object(a: &Value, b: &Value) -> bool {
 }
 
 fn key_of(r: &Resource, call: &Call) -> String {
-    r.key(call.target.namespace.as_deref(), call.target.name.as_deref().unwrap_or(""))
+    r.key(
+        call.target.namespace.as_deref(),
+        call.target.name.as_deref().unwrap_or(""),
+    )
 }
 
 fn target_name(call: &Call) -> &str {
@@ -153,12 +173,15 @@ fn store_error(r: &Resource, name: &str, e: StoreError) -> ApiError {
         StoreError::AlreadyExists { .. } => ApiError::already_exists(r, name),
         StoreError::NotFound { .. } => ApiError::not_found(r, name),
         StoreError::Conflict { .. } => ApiError::conflict(r, name),
-        StoreError::Compacted { requested, compacted } => {
-            ApiError::expired(format!("too old resource version: {requested} ({compacted})"))
-        }
-        StoreError::FutureRevision { requested, current } => {
-            ApiError::timeout(format!("Too large resource version: {requested}, current: {current}"))
-        }
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => ApiError::expired(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
+        StoreError::FutureRevision { requested, current } => ApiError::timeout(format!(
+            "Too large resource version: {requested}, current: {current}"
+        )),
     }
 }
 
@@ -189,16 +212,25 @@ fn decode_typed(r: &Resource, call: &Call, obj: Value) -> Result<(Value, Vec<Str
         && !kind.is_empty()
         && kind != r.kind
     {
-        return Err(cannot(format!("no kind \"{kind}\" is registered for version \"{}\"", r.api_version())));
+        return Err(cannot(format!(
+            "no kind \"{kind}\" is registered for version \"{}\"",
+            r.api_version()
+        )));
     }
-    let typed = r.round_trip(obj.clone()).map_err(|e| cannot(e.to_string()))?;
+    let typed = r
+        .round_trip(obj.clone())
+        .map_err(|e| cannot(e.to_string()))?;
     let mut unknown = Vec::new();
     unknown_fields(&obj, &typed, "", &mut unknown);
-    let warnings: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    let warnings: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
     match call.query.get("fieldValidation") {
-        Some("Strict") if !warnings.is_empty() => {
-            Err(cannot(format!("strict decoding error: {}", warnings.join(", "))))
-        }
+        Some("Strict") if !warnings.is_empty() => Err(cannot(format!(
+            "strict decoding error: {}",
+            warnings.join(", ")
+        ))),
         Some("Ignore") => Ok((typed, vec![])),
         _ => Ok((typed, warnings)),
     }
@@ -212,7 +244,11 @@ fn unknown_fields(before: &Value, after: &Value, path: &str, out: &mut Vec<Strin
                 if v.is_null() {
                     continue;
                 }
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match a.get(k) {
                     None => out.push(p),
                     Some(av) => unknown_fields(v, av, &p, out),
@@ -240,7 +276,12 @@ pub fn get(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
     let obj = object_from_kv(&kv);
     if call.wants_table() && call.target.subresource.is_none() {
         let rv = kv.mod_revision.to_string();
-        return Ok(Reply::table(table::table(r.kind, &[obj], &rv, Timestamp::now())));
+        return Ok(Reply::table(table::table(
+            r.kind,
+            &[obj],
+            &rv,
+            Timestamp::now(),
+        )));
     }
     Ok(Reply::ok(obj))
 }
@@ -269,11 +310,7 @@ impl Selectors {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        let labels = obj
-            .pointer("/metadata/labels")
-            .and_then(|l| serde_json::from_value(l.clone()).ok())
-            .unwrap_or_default();
-        self.labels.matches(&labels) && self.fields.matches(obj)
+        self.labels.matches_object(obj) && self.fields.matches(obj)
     }
 }
 
@@ -285,7 +322,10 @@ pub fn list(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
     // resourceVersion on a list: unset or "0" = the latest state; "N" with
     // resourceVersionMatch=Exact = the state at revision N (from history);
     // "N" otherwise = any state not older than N, so the latest will do.
-    let (kvs, rev) = match (call.query.get("resourceVersion"), call.query.get("resourceVersionMatch")) {
+    let (kvs, rev) = match (
+        call.query.get("resourceVersion"),
+        call.query.get("resourceVersionMatch"),
+    ) {
         (None | Some("" | "0"), _) => api.store().list(&prefix),
         (Some(rv), matching) => {
             let n: i64 = rv
@@ -310,12 +350,21 @@ pub fn list(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
             }
         }
     };
-    let items: Vec<Value> = kvs.iter().map(object_from_kv).filter(|o| sel.matches(o)).collect();
+    let items: Vec<Value> = kvs
+        .iter()
+        .map(object_from_kv)
+        .filter(|o| sel.matches(o))
+        .collect();
     // The list's resourceVersion is the store revision the snapshot was
     // taken at; a watch from it misses nothing and repeats nothing.
     let rv = rev.to_string();
     if call.wants_table() {
-        return Ok(Reply::table(table::table(r.kind, &items, &rv, Timestamp::now())));
+        return Ok(Reply::table(table::table(
+            r.kind,
+            &items,
+            &rv,
+            Timestamp::now(),
+        )));
     }
     Ok(Reply::ok(json!({
         "kind": r.list_kind(),
@@ -345,7 +394,10 @@ pub const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn random_suffix() -> String {
     let bytes = *uuid::Uuid::new_v4().as_bytes();
-    bytes[..5].iter().map(|b| NAME_ALPHABET[*b as usize % NAME_ALPHABET.len()] as char).collect()
+    bytes[..5]
+        .iter()
+        .map(|b| NAME_ALPHABET[*b as usize % NAME_ALPHABET.len()] as char)
+        .collect()
 }
 
 // ANCHOR: create_object
@@ -422,7 +474,14 @@ fn prepare_create(r: &Resource, url_ns: Option<&str>, obj: &mut Value) -> Result
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(now()));
-    for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink", "generation"] {
+    for field in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+        "selfLink",
+        "generation",
+    ] {
         meta.remove(field);
     }
     // generation counts spec changes; the first spec is generation 1.
@@ -479,7 +538,9 @@ fn qos_class(pod: &Value) -> &'static str {
         .flatten()
         .collect();
     let get = |c: &Value, kind: &str, res: &str| {
-        c.pointer(&format!("/resources/{kind}/{res}")).and_then(Value::as_str).map(str::to_string)
+        c.pointer(&format!("/resources/{kind}/{res}"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
     };
     let mut any = false;
     let mut guaranteed = !containers.is_empty();
@@ -506,7 +567,11 @@ fn qos_class(pod: &Value) -> &'static str {
 /// created at the very same moment could race for an address; the labs
 /// create services one at a time.)
 fn allocate_service_addresses(api: &ApiServer, svc: &mut Value) -> Result<(), ApiError> {
-    let svc_type = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let svc_type = svc
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
     if svc_type == "ExternalName" {
         return Ok(());
     }
@@ -523,7 +588,11 @@ fn allocate_service_addresses(api: &ApiServer, svc: &mut Value) -> Result<(), Ap
         .expect("objects are JSON objects")
         .entry("spec")
         .or_insert_with(|| json!({}));
-    let requested = spec.get("clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+    let requested = spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let ip = if requested == "None" {
         "None".to_string()
     } else if !requested.is_empty() {
@@ -535,7 +604,9 @@ fn allocate_service_addresses(api: &ApiServer, svc: &mut Value) -> Result<(), Ap
                     kind: FieldErrorKind::Invalid,
                     field: "spec.clusterIPs".into(),
                     bad_value: Some(json!([requested])),
-                    detail: format!("failed to allocate IP {requested}: provided IP is already allocated"),
+                    detail: format!(
+                        "failed to allocate IP {requested}: provided IP is already allocated"
+                    ),
                 }],
             ));
         }
@@ -551,7 +622,10 @@ fn allocate_service_addresses(api: &ApiServer, svc: &mut Value) -> Result<(), Ap
     spec["clusterIP"] = json!(ip);
     spec["clusterIPs"] = json!([ip]);
     if ip != "None" {
-        spec.as_object_mut().expect("spec is an object").entry("ipFamilies").or_insert(json!(["IPv4"]));
+        spec.as_object_mut()
+            .expect("spec is an object")
+            .entry("ipFamilies")
+            .or_insert(json!(["IPv4"]));
         spec.as_object_mut()
             .expect("spec is an object")
             .entry("ipFamilyPolicy")
@@ -600,13 +674,25 @@ pub fn update(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
     let key = key_of(r, call);
     let dry_run = call.query.dry_run()?;
     loop {
-        let kv = api.store().get(&key).ok_or_else(|| ApiError::not_found(r, name))?;
+        let kv = api
+            .store()
+            .get(&key)
+            .ok_or_else(|| ApiError::not_found(r, name))?;
         if !precondition.is_empty() && precondition != kv.mod_revision.to_string() {
             return Err(ApiError::conflict(r, name));
         }
         let old = object_from_kv(&kv);
         let new = body.clone();
-        match commit_update(api, r, &key, &old, kv.mod_revision, new, call.target.subresource, dry_run)? {
+        match commit_update(
+            api,
+            r,
+            &key,
+            &old,
+            kv.mod_revision,
+            new,
+            call.target.subresource,
+            dry_run,
+        )? {
             Some(obj) => return Ok(Reply::ok(obj).warn(warnings)),
             // Someone wrote in between; with a precondition the next round
             // answers 409, without one it simply retries on the new state.
@@ -638,7 +724,10 @@ fn commit_update(
     // generation moves only when the desired state (spec) moves; this is
     // what `status.observedGeneration` is compared with.
     if r.has_generation && new.get("spec") != old.get("spec") {
-        let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+        let generation = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         meta_mut(&mut new).insert("generation".into(), json!(generation + 1));
     }
     let errs = validation::validate(r.kind, &new, Some(old));
@@ -650,8 +739,15 @@ fn commit_update(
     }
     // The last finalizer of an object being deleted is gone: delete it now.
     let finished = new.pointer("/metadata/deletionTimestamp").is_some()
-        && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
-        && new.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0;
+        && new
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+        && new
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0;
     if dry_run {
         return Ok(Some(new));
     }
@@ -678,7 +774,11 @@ fn commit_update(
 /// controller and a user write the same object without overwriting each
 /// other's half.
 fn prepare_update(r: &Resource, sub: Option<Subresource>, old: &Value, new: &mut Value) {
-    let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    let old_meta = old
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let meta = meta_mut(new);
     for field in [
         "name",
@@ -724,12 +824,12 @@ fn prepare_update(r: &Resource, sub: Option<Subresource>, old: &Value, new: &mut
 // ---------------------------------------------------------------------------
 // patch
 
+/// 400 for a malformed patch, 422 for one that does not fit the object.
 fn patch_error(e: patch::PatchError) -> ApiError {
-    match e {
-        patch::PatchError::Unprocessable { field, message } => {
-            ApiError::unprocessable(format!("{field}: {message}"))
-        }
-        other => ApiError::bad_request(other.to_string()),
+    if e.status_code() == 422 {
+        ApiError::unprocessable(e.to_string())
+    } else {
+        ApiError::bad_request(e.to_string())
     }
 }
 
@@ -749,13 +849,7 @@ pub fn patch(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
             ],
         ));
     };
-    let patch_body: Value = match patch_type {
-        // Server-side apply bodies are YAML (JSON is YAML too).
-        patch::PatchType::Apply => serde_yaml::from_slice(&call.body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
-        _ => serde_json::from_slice(&call.body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
-    };
+    let patch_body = patch::decode_body(patch_type, &call.body).map_err(patch_error)?;
     if matches!(patch_type, patch::PatchType::Apply)
         && call.query.get("fieldManager").is_none_or(str::is_empty)
     {
@@ -796,15 +890,25 @@ pub fn patch(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
             return Err(ApiError::not_found(r, name));
         };
         let current = object_from_kv(&kv);
-        let base = if sub == Some(Subresource::Scale) { scale_of(r, &current) } else { current.clone() };
-        let kind = if sub == Some(Subresource::Scale) { "Scale" } else { r.kind };
+        let base = if sub == Some(Subresource::Scale) {
+            scale_of(r, &current)
+        } else {
+            current.clone()
+        };
+        let kind = if sub == Some(Subresource::Scale) {
+            "Scale"
+        } else {
+            r.kind
+        };
         let patched = match patch_type {
             patch::PatchType::Json => patch::json_patch(&base, &patch_body).map_err(patch_error)?,
             patch::PatchType::Merge => patch::merge_patch(&base, &patch_body),
             patch::PatchType::StrategicMerge => {
                 patch::strategic_merge_patch(&base, &patch_body, kind).map_err(patch_error)?
             }
-            patch::PatchType::Apply => patch::apply_patch(&base, &patch_body, kind).map_err(patch_error)?,
+            patch::PatchType::Apply => {
+                patch::apply_patch(&base, &patch_body, kind).map_err(patch_error)?
+            }
         };
         // A resourceVersion inside the patch is a precondition, as in PUT.
         let rv = meta_str(&patched, "resourceVersion");
@@ -818,7 +922,16 @@ pub fn patch(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
             (typed, warnings, false)
         };
         let main_or_status = if scale { None } else { sub };
-        match commit_update(api, r, &key, &current, kv.mod_revision, new, main_or_status, dry_run)? {
+        match commit_update(
+            api,
+            r,
+            &key,
+            &current,
+            kv.mod_revision,
+            new,
+            main_or_status,
+            dry_run,
+        )? {
             Some(obj) if scale => return Ok(Reply::ok(scale_of(r, &obj))),
             Some(obj) => return Ok(Reply::ok(obj).warn(warnings)),
             None => continue,
@@ -837,12 +950,17 @@ pub fn patch(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
 fn scale_of(r: &Resource, obj: &Value) -> Value {
     let selector = obj
         .pointer("/spec/selector")
-        .and_then(|s| serde_json::from_value(s.clone()).ok())
-        .and_then(|s| LabelSelector::from_api(&s).ok())
+        .and_then(|s| LabelSelector::from_api_value(s).ok())
         .map(|s| s.to_string())
         .unwrap_or_default();
     let mut meta = json!({});
-    for field in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = obj.pointer(&format!("/metadata/{field}")) {
             meta[field] = v.clone();
         }
@@ -909,13 +1027,18 @@ pub fn update_scale(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
     let key = key_of(r, call);
     let dry_run = call.query.dry_run()?;
     loop {
-        let kv = api.store().get(&key).ok_or_else(|| ApiError::not_found(r, name))?;
+        let kv = api
+            .store()
+            .get(&key)
+            .ok_or_else(|| ApiError::not_found(r, name))?;
         if !precondition.is_empty() && precondition != kv.mod_revision.to_string() {
             return Err(ApiError::conflict(r, name));
         }
         let current = object_from_kv(&kv);
         let new = scaled(r, &current, &body)?;
-        if let Some(obj) = commit_update(api, r, &key, &current, kv.mod_revision, new, None, dry_run)? {
+        if let Some(obj) =
+            commit_update(api, r, &key, &current, kv.mod_revision, new, None, dry_run)?
+        {
             return Ok(Reply::ok(scale_of(r, &obj)));
         }
     }
@@ -932,7 +1055,11 @@ pub fn bind(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
     let r = call.target.resource;
     let name = target_name(call);
     let binding = call.decode_object()?;
-    let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if node.is_empty() {
         return Err(ApiError::invalid(
             "Binding",
@@ -949,7 +1076,10 @@ pub fn bind(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
     }
     let key = key_of(r, call);
     loop {
-        let kv = api.store().get(&key).ok_or_else(|| ApiError::not_found(r, name))?;
+        let kv = api
+            .store()
+            .get(&key)
+            .ok_or_else(|| ApiError::not_found(r, name))?;
         let mut pod = object_from_kv(&kv);
         if pod.pointer("/metadata/deletionTimestamp").is_some() {
             return Err(ApiError::conflict_because(
@@ -958,7 +1088,10 @@ pub fn bind(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
                 &format!("pod {name} is being deleted, cannot be assigned to a host"),
             ));
         }
-        let current = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+        let current = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if !current.is_empty() {
             return Err(ApiError::conflict_because(
                 r,
@@ -972,12 +1105,17 @@ pub fn bind(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
             .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
         if let Some(Value::Array(conds)) = conditions {
             conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
-            conds.push(json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": now()}));
+            conds.push(
+                json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": now()}),
+            );
         }
         if call.query.dry_run()? {
             return Ok(Reply::created(status::success(201)));
         }
-        match api.store().update(&key, to_store_bytes(&pod), Some(kv.mod_revision)) {
+        match api
+            .store()
+            .update(&key, to_store_bytes(&pod), Some(kv.mod_revision))
+        {
             Ok(_) => return Ok(Reply::created(status::success(201))),
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(store_error(r, name, e)),
@@ -1003,12 +1141,19 @@ fn delete_options(call: &Call) -> Result<DeleteOptions, ApiError> {
         let body: Value = serde_json::from_slice(&call.body)
             .map_err(|e| ApiError::bad_request(format!("unable to decode DeleteOptions: {e}")))?;
         if !body.is_object() {
-            return Err(ApiError::bad_request("unable to decode DeleteOptions: not an object"));
+            return Err(ApiError::bad_request(
+                "unable to decode DeleteOptions: not an object",
+            ));
         }
         opts.grace_period_seconds = body.get("gracePeriodSeconds").and_then(Value::as_i64);
-        opts.uid = body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-        opts.resource_version =
-            body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        opts.uid = body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        opts.resource_version = body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str)
             && !["Orphan", "Background", "Foreground"].contains(&p)
         {
@@ -1036,7 +1181,11 @@ pub fn delete(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
     let r = call.target.resource;
     let name = target_name(call);
     if r.kind == "Namespace" && crate::apiserver::INITIAL_NAMESPACES.contains(&name) {
-        return Err(ApiError::forbidden(r, name, "this namespace may not be deleted"));
+        return Err(ApiError::forbidden(
+            r,
+            name,
+            "this namespace may not be deleted",
+        ));
     }
     let opts = delete_options(call)?;
     let key = key_of(r, call);
@@ -1062,7 +1211,10 @@ fn delete_one(
     dry_run: bool,
 ) -> Result<Value, ApiError> {
     loop {
-        let kv = api.store().get(key).ok_or_else(|| ApiError::not_found(r, name))?;
+        let kv = api
+            .store()
+            .get(key)
+            .ok_or_else(|| ApiError::not_found(r, name))?;
         let obj = object_from_kv(&kv);
         if let Some(uid) = &opts.uid
             && uid != meta_str(&obj, "uid")
@@ -1088,9 +1240,15 @@ fn delete_one(
                 ),
             ));
         }
-        let grace = if r.kind == "Pod" { pod_grace_period(&obj, opts) } else { 0 };
-        let has_finalizers =
-            obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+        let grace = if r.kind == "Pod" {
+            pod_grace_period(&obj, opts)
+        } else {
+            0
+        };
+        let has_finalizers = obj
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
         if grace == 0 && !has_finalizers {
             if dry_run {
                 return Ok(obj);
@@ -1103,8 +1261,12 @@ fn delete_one(
         }
         // Mark for deletion. A second delete may shorten the grace period,
         // never lengthen it.
-        let current_grace = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
-        if obj.pointer("/metadata/deletionTimestamp").is_some() && current_grace.is_some_and(|g| g <= grace) {
+        let current_grace = obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64);
+        if obj.pointer("/metadata/deletionTimestamp").is_some()
+            && current_grace.is_some_and(|g| g <= grace)
+        {
             return Ok(obj);
         }
         let mut marked = obj.clone();
@@ -1115,7 +1277,10 @@ fn delete_one(
         if dry_run {
             return Ok(marked);
         }
-        match api.store().update(key, to_store_bytes(&marked), Some(kv.mod_revision)) {
+        match api
+            .store()
+            .update(key, to_store_bytes(&marked), Some(kv.mod_revision))
+        {
             Ok(kv) => return Ok(object_from_kv(&kv)),
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(store_error(r, name, e)),
@@ -1128,13 +1293,22 @@ fn delete_one(
 /// `terminationGracePeriodSeconds`. A pod that never reached a node, or has
 /// already finished, has nothing to stop and goes at once.
 fn pod_grace_period(pod: &Value, opts: &DeleteOptions) -> i64 {
-    let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
-    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if node.is_empty() || phase == "Succeeded" || phase == "Failed" {
         return 0;
     }
     opts.grace_period_seconds
-        .or_else(|| pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
         .unwrap_or(30)
         .max(0)
 }
@@ -1144,7 +1318,9 @@ pub fn delete_collection(api: &ApiServer, call: &Call) -> Result<Reply, ApiError
     let sel = Selectors::from_call(call)?;
     let opts = delete_options(call)?;
     let dry_run = call.query.dry_run()?;
-    let (kvs, _) = api.store().list(&r.prefix(call.target.namespace.as_deref()));
+    let (kvs, _) = api
+        .store()
+        .list(&r.prefix(call.target.namespace.as_deref()));
     let mut deleted = Vec::new();
     for kv in kvs {
         let obj = object_from_kv(&kv);
@@ -1178,7 +1354,8 @@ pub fn ensure_namespace(api: &ApiServer, name: &str) {
     if api.store().get(&key).is_some() {
         return;
     }
-    let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {}});
+    let mut ns =
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {}});
     if prepare_create(r, None, &mut ns).is_ok() {
         defaults::apply_defaults("Namespace", &mut ns);
         let _ = api.store().create(&key, to_store_bytes(&ns));
@@ -1191,8 +1368,12 @@ mod tests {
 
     #[test]
     fn qos() {
-        assert_eq!(qos_class(&json!({"spec":{"containers":[{"name":"a"}]}})), "BestEffort");
-        let g = json!({"spec":{"containers":[{"resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]}});
+        assert_eq!(
+            qos_class(&json!({"spec":{"containers":[{"name":"a"}]}})),
+            "BestEffort"
+        );
+        let g =
+            json!({"spec":{"containers":[{"resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]}});
         assert_eq!(qos_class(&g), "Guaranteed");
         let b = json!({"spec":{"containers":[{"resources":{"requests":{"cpu":"1"}}}]}});
         assert_eq!(qos_class(&b), "Burstable");
@@ -1200,7 +1381,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_found() {
-        let before = json!({"spec":{"replicas":1,"replicaz":2,"template":{"x":null}},"a":[{"b":1}]});
+        let before =
+            json!({"spec":{"replicas":1,"replicaz":2,"template":{"x":null}},"a":[{"b":1}]});
         let after = json!({"spec":{"replicas":1,"template":{}},"a":[{}]});
         let mut out = vec![];
         unknown_fields(&before, &after, "", &mut out);

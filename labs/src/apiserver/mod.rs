@@ -28,15 +28,15 @@
 //! | [`discovery`] | `/api`, `/apis`, `/version`, `/openapi/v3` |
 //! | [`status`] | `k8s.io/apimachinery/pkg/api/errors` |
 
-pub mod names;
-pub mod selector;
-pub mod patch;
 pub mod defaults;
-pub mod validation;
-pub mod table;
+pub mod names;
+pub mod patch;
 pub mod protobuf;
+pub mod selector;
+pub mod table;
+pub mod validation;
 
-
+pub mod bench;
 pub mod discovery;
 pub mod handlers;
 pub mod kubeconfig;
@@ -102,7 +102,13 @@ impl ApiServer {
 
     pub fn with_config(store: Store, config: Config) -> ApiServer {
         let (shutdown, _) = tokio::sync::watch::channel(false);
-        let api = ApiServer { inner: Arc::new(Inner { store, config, shutdown }) };
+        let api = ApiServer {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                shutdown,
+            }),
+        };
         for ns in INITIAL_NAMESPACES {
             handlers::ensure_namespace(&api, ns);
         }
@@ -162,3 +168,30 @@ impl ApiServer {
     }
     // ANCHOR_END: serve
 }
+
+// ANCHOR: run
+/// `labs apiserver` / `labs cluster`: serve a fresh store on a loopback
+/// port, write a kubeconfig for it, and run until Ctrl-C.
+pub async fn run(port: u16, kubeconfig_path: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let api = ApiServer::new(Store::new());
+    // Loopback only: the lab cluster is not meant to be reachable from
+    // anywhere else (and does no authentication).
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let addr = listener.local_addr()?;
+    kubeconfig::write_kubeconfig(kubeconfig_path, addr)
+        .with_context(|| format!("cannot write the kubeconfig {}", kubeconfig_path.display()))?;
+    tracing::info!(%addr, "API server listening");
+    println!("API server listening on http://{addr}");
+    println!("export KUBECONFIG={}", kubeconfig_path.display());
+    api.serve(listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C: shutting down");
+    })
+    .await?;
+    println!("API server stopped");
+    Ok(())
+}
+// ANCHOR_END: run

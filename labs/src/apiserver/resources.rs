@@ -296,13 +296,21 @@ mod tests {
     #[test]
     fn keys_follow_kubernetes_layout() {
         let pods = find("", "v1", "pods").unwrap();
-        assert_eq!(pods.key(Some("default"), "web"), "/registry/pods/default/web");
+        assert_eq!(
+            pods.key(Some("default"), "web"),
+            "/registry/pods/default/web"
+        );
         assert_eq!(pods.prefix(None), "/registry/pods/");
         let nodes = find("", "v1", "nodes").unwrap();
         assert_eq!(nodes.key(None, "n1"), "/registry/minions/n1");
         let svc = by_kind("Service").unwrap();
         assert_eq!(svc.key(Some("a"), "b"), "/registry/services/specs/a/b");
-        assert_eq!(find("apps", "v1", "deployments").unwrap().qualified_plural(), "deployments.apps");
+        assert_eq!(
+            find("apps", "v1", "deployments")
+                .unwrap()
+                .qualified_plural(),
+            "deployments.apps"
+        );
     }
 
     #[test]
@@ -313,6 +321,9 @@ mod tests {
             .unwrap();
         assert!(v["metadata"].get("creationTimestamp").is_none());
         assert_eq!(v["kind"], "Deployment");
-        assert!(d.round_trip(serde_json::json!({"spec":{"replicas":"x"}})).is_err());
+        assert!(
+            d.round_trip(serde_json::json!({"spec":{"replicas":"x"}}))
+                .is_err()
+        );
     }
 }

@@ -54,7 +54,10 @@ pub fn router(api: ApiServer) -> Router {
         .route("/api/v1", get(discovery::core_resources))
         .route("/apis/{group}/{version}", get(discovery::group_resources))
         .route("/openapi/v3", get(discovery::openapi_v3_root))
-        .route("/openapi/v3/{*gv}", get(discovery::openapi_v3_group_version))
+        .route(
+            "/openapi/v3/{*gv}",
+            get(discovery::openapi_v3_group_version),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
@@ -157,16 +160,18 @@ impl Query {
 
     /// Booleans as Go's `strconv.ParseBool` accepts them (`watch=1` too).
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1" | "True" | "TRUE" | "t" | "T"))
+        matches!(
+            self.get(key),
+            Some("true" | "1" | "True" | "TRUE" | "t" | "T")
+        )
     }
 
     pub fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
         match self.get(key) {
             None | Some("") => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for query parameter {key}"))),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid value {v:?} for query parameter {key}"))
+            }),
         }
     }
 
@@ -197,7 +202,13 @@ impl Call {
         self.headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .unwrap_or_default()
     }
 
@@ -222,12 +233,19 @@ impl Call {
                 ApiError::bad_request(format!("couldn't get version/kind; yaml parse error: {e}"))
             })?,
             // kubectl >= 1.32 sends protobuf for `kubectl create deployment`.
-            "application/vnd.kubernetes.protobuf" => super::protobuf::decode(&self.body)
-                .map_err(|e| ApiError::bad_request(format!("unable to decode protobuf body: {e}")))?,
+            "application/vnd.kubernetes.protobuf" => {
+                super::protobuf::decode(&self.body).map_err(|e| {
+                    ApiError::bad_request(format!("unable to decode protobuf body: {e}"))
+                })?
+            }
             other => {
                 return Err(ApiError::unsupported_media_type(
                     other,
-                    &["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"],
+                    &[
+                        "application/json",
+                        "application/yaml",
+                        "application/vnd.kubernetes.protobuf",
+                    ],
                 ));
             }
         };
@@ -311,7 +329,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
                 }
                 source = err.source();
             }
-            Err(ApiError::bad_request(format!("unable to read the request body: {e}")))
+            Err(ApiError::bad_request(format!(
+                "unable to read the request body: {e}"
+            )))
         }
     }
 }
@@ -338,7 +358,10 @@ mod tests {
         let t = parse_path("/api/v1/namespaces/kube-system/status").unwrap();
         assert_eq!(t.subresource, Some(Subresource::Status));
 
-        assert!(parse_path("/api/v1/pods/web").is_none(), "namespaced object without namespace");
+        assert!(
+            parse_path("/api/v1/pods/web").is_none(),
+            "namespaced object without namespace"
+        );
         assert!(parse_path("/api/v1/namespaces/default/configmaps/x/scale").is_none());
         assert!(parse_path("/apis/apps/v2/deployments").is_none());
         assert!(parse_path("/api/v1/nodes/n1/status").is_some());

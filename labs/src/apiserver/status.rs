@@ -29,7 +29,12 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, r: &Resource, name: &str) -> ApiError {
@@ -45,19 +50,31 @@ impl ApiError {
 
     /// `deployments.apps "web" not found`
     pub fn not_found(r: &Resource, name: &str) -> ApiError {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", r.qualified_plural()))
-            .with_details(r, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", r.qualified_plural()),
+        )
+        .with_details(r, name)
     }
 
     /// Unknown URL, resource or subresource.
     pub fn no_route() -> ApiError {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details_value(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details_value(json!({}))
     }
 
     pub fn already_exists(r: &Resource, name: &str) -> ApiError {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", r.qualified_plural()))
-            .with_details(r, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", r.qualified_plural()),
+        )
+        .with_details(r, name)
     }
 
     /// A write based on a stale `resourceVersion` (optimistic concurrency).
@@ -73,15 +90,22 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", r.qualified_plural()),
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                r.qualified_plural()
+            ),
         )
         .with_details(r, name)
     }
 
     /// `namespaces "default" is forbidden: this namespace may not be deleted`
     pub fn forbidden(r: &Resource, name: &str, why: &str) -> ApiError {
-        Self::new(403, "Forbidden", format!("{} \"{name}\" is forbidden: {why}", r.qualified_plural()))
-            .with_details(r, name)
+        Self::new(
+            403,
+            "Forbidden",
+            format!("{} \"{name}\" is forbidden: {why}", r.qualified_plural()),
+        )
+        .with_details(r, name)
     }
 
     /// 422 without field causes (e.g. a JSON patch `test` that failed).
@@ -94,8 +118,12 @@ impl ApiError {
     }
 
     pub fn method_not_allowed(method: &str) -> ApiError {
-        Self::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({method})"))
-            .with_details_value(json!({}))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({method})"),
+        )
+        .with_details_value(json!({}))
     }
 
     pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> ApiError {
@@ -110,7 +138,11 @@ impl ApiError {
     }
 
     pub fn too_large(limit: usize) -> ApiError {
-        Self::new(413, "RequestEntityTooLarge", format!("the request is too large (limit {limit} bytes)"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request is too large (limit {limit} bytes)"),
+        )
     }
 
     /// 410 for a list at a compacted revision. (Watches report it as an
@@ -131,9 +163,22 @@ impl ApiError {
     /// 422 Invalid: `Deployment.apps "web" is invalid: spec.replicas: Invalid
     /// value: -1: must be greater than or equal to 0`. With several errors the
     /// list is bracketed, as upstream's `NewInvalid` does.
-    pub fn invalid(qualified_kind: &str, group: &str, kind: &str, name: &str, errs: &[FieldError]) -> ApiError {
-        let parts: Vec<String> = errs.iter().map(|e| format!("{}: {}", e.field, e.message())).collect();
-        let list = if parts.len() == 1 { parts[0].clone() } else { format!("[{}]", parts.join(", ")) };
+    pub fn invalid(
+        qualified_kind: &str,
+        group: &str,
+        kind: &str,
+        name: &str,
+        errs: &[FieldError],
+    ) -> ApiError {
+        let parts: Vec<String> = errs
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message()))
+            .collect();
+        let list = if parts.len() == 1 {
+            parts[0].clone()
+        } else {
+            format!("[{}]", parts.join(", "))
+        };
         let causes: Vec<Value> = errs
             .iter()
             .map(|e| json!({"reason": e.reason(), "message": e.message(), "field": e.field}))
@@ -197,8 +242,10 @@ impl IntoResponse for ApiError {
 /// A JSON body with `Content-Type: application/json`.
 pub fn json_response(code: StatusCode, body: &Value) -> Response {
     let mut resp = (code, serde_json::to_vec(body).unwrap_or_default()).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 

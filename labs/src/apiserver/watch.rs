@@ -71,10 +71,15 @@ fn start(api: &ApiServer, call: &Call) -> Result<Response, ApiError> {
     // 0" (kubectl get -w NAME, client-go informers' first watch), and the
     // newer streaming list `sendInitialEvents=true`, which ends the initial
     // state with a marked bookmark so that the client knows it has it all.
-    let wants_initial = send_initial == Some(true) || (matches!(rv, "" | "0") && send_initial.is_none());
+    let wants_initial =
+        send_initial == Some(true) || (matches!(rv, "" | "0") && send_initial.is_none());
     let (initial, from, initial_events_end) = if wants_initial {
         let (kvs, rev) = api.store().list(&prefix);
-        let objs = kvs.iter().map(object_from_kv).filter(|o| selectors.matches(o)).collect();
+        let objs = kvs
+            .iter()
+            .map(object_from_kv)
+            .filter(|o| selectors.matches(o))
+            .collect();
         (objs, rev, (send_initial == Some(true)).then_some(rev))
     } else if matches!(rv, "" | "0") {
         (vec![], api.store().revision(), None)
@@ -88,12 +93,15 @@ fn start(api: &ApiServer, call: &Call) -> Result<Response, ApiError> {
     // HTTP errors: kube-rs relists after an ERROR 410 event but would retry
     // the same RV forever after an HTTP 410.
     let source = api.store().watch(&prefix, from).map_err(|e| match e {
-        StoreError::Compacted { requested, compacted } => {
-            ApiError::expired(format!("too old resource version: {requested} ({compacted})"))
-        }
-        StoreError::FutureRevision { requested, current } => {
-            ApiError::timeout(format!("Too large resource version: {requested}, current: {current}"))
-        }
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => ApiError::expired(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
+        StoreError::FutureRevision { requested, current } => ApiError::timeout(format!(
+            "Too large resource version: {requested}, current: {current}"
+        )),
         other => ApiError::internal(other.to_string()),
     });
     let task = WatchTask {
@@ -108,14 +116,20 @@ fn start(api: &ApiServer, call: &Call) -> Result<Response, ApiError> {
         source,
         last_revision: from,
     };
-    let content_type = if task.table { TABLE_CONTENT_TYPE } else { "application/json" };
+    let content_type = if task.table {
+        TABLE_CONTENT_TYPE
+    } else {
+        "application/json"
+    };
     // A small buffer: a slow reader slows its own watch down instead of
     // making the server queue its events without limit.
     let (tx, mut rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(task.run(tx));
-    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(Ok::<_, Infallible>)));
+    let stream =
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(Ok::<_, Infallible>)));
     let mut resp = (StatusCode::OK, Body::from_stream(stream)).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(resp)
 }
 // ANCHOR_END: start
@@ -134,7 +148,8 @@ impl WatchTask {
                 return;
             }
         }
-        let mut watch = match std::mem::replace(&mut self.source, Err(ApiError::internal("taken"))) {
+        let mut watch = match std::mem::replace(&mut self.source, Err(ApiError::internal("taken")))
+        {
             Ok(w) => w,
             Err(e) => {
                 let _ = tx.send(line("ERROR", e.to_status())).await;
@@ -151,7 +166,7 @@ impl WatchTask {
                 // timeoutSeconds: end the stream; clients re-watch from
                 // the last revision they saw.
                 _ = &mut deadline => return,
-                _ = shutdown.wait_for(|down| *down) => return,
+                _ = async { shutdown.wait_for(|down| *down).await.is_ok() } => return,
                 // The client went away.
                 _ = tx.closed() => return,
                 _ = ticks.tick(), if self.bookmarks => {
@@ -215,7 +230,11 @@ impl WatchTask {
 
     async fn send(&self, tx: &mpsc::Sender<Bytes>, kind: &str, obj: Value) -> bool {
         let obj = if self.table {
-            let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             table::table(self.resource.kind, &[obj], &rv, Timestamp::now())
         } else {
             obj
@@ -242,7 +261,8 @@ impl WatchTask {
 
 /// One newline-terminated JSON line.
 fn line(kind: &str, object: Value) -> Bytes {
-    let mut buf = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("JSON values serialize");
+    let mut buf = serde_json::to_vec(&json!({"type": kind, "object": object}))
+        .expect("JSON values serialize");
     buf.push(b'\n');
     Bytes::from(buf)
 }
