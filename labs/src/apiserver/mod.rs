@@ -11,7 +11,9 @@
 //! | [`names`] | `k8s.io/apimachinery/pkg/util/validation` (name and label syntax) |
 //! | [`selector`] | `k8s.io/apimachinery/pkg/labels`, `.../pkg/fields` |
 //! | [`patch`] | `k8s.io/apiserver/.../handlers/patch.go`, `k8s.io/apimachinery/pkg/util/strategicpatch` |
+//! | [`defaults`] | `pkg/apis/core/v1/defaults.go`, `pkg/apis/apps/v1/defaults.go` |
 
+pub mod defaults;
 pub mod names;
 pub mod patch;
 pub mod selector;
