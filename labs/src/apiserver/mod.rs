@@ -12,8 +12,10 @@
 //! | [`selector`] | `k8s.io/apimachinery/pkg/labels`, `.../pkg/fields` |
 //! | [`patch`] | `k8s.io/apiserver/.../handlers/patch.go`, `k8s.io/apimachinery/pkg/util/strategicpatch` |
 //! | [`defaults`] | `pkg/apis/core/v1/defaults.go`, `pkg/apis/apps/v1/defaults.go` |
+//! | [`validation`] | `pkg/apis/core/validation`, `pkg/apis/apps/validation` |
 
 pub mod defaults;
 pub mod names;
 pub mod patch;
 pub mod selector;
+pub mod validation;
