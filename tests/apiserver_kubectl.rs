@@ -322,17 +322,27 @@ async fn watch_sees_later_changes() {
     let mut stdout = child.stdout.take().unwrap();
     let seen = read_until(&mut stdout, "3\n", Duration::from_secs(20)).await;
     assert_eq!(seen, "3\n");
+    // kubectl starts its watch only after printing; a change made before
+    // the watch is established lands in the swallowed synthetic ADDED. So
+    // keep changing until a change prints (the first one, normally).
     let deployments = Api::<Deployment>::default_namespaced(s.client());
-    deployments
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 7}})),
-        )
-        .await
-        .unwrap();
-    let seen = read_until(&mut stdout, "7\n", Duration::from_secs(20)).await;
-    assert_eq!(seen, "7\n");
+    let mut printed = String::new();
+    for replicas in 7..30 {
+        deployments
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+            )
+            .await
+            .unwrap();
+        printed = read_until(&mut stdout, "\n", Duration::from_secs(1)).await;
+        if !printed.is_empty() {
+            assert_eq!(printed, format!("{replicas}\n"));
+            break;
+        }
+    }
+    assert!(!printed.is_empty(), "kubectl get -w printed a later change");
     child.kill().await.unwrap();
     s.stop().await;
 }

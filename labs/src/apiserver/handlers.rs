@@ -854,9 +854,8 @@ pub fn patch(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
         && call.query.get("fieldManager").is_none_or(str::is_empty)
     {
         return Err(ApiError::invalid(
-            "PatchOptions.meta.k8s.io",
-            "meta.k8s.io",
             "PatchOptions",
+            "meta.k8s.io",
             "",
             &[FieldError {
                 kind: FieldErrorKind::Required,
@@ -984,9 +983,8 @@ fn scaled(r: &Resource, current: &Value, scale: &Value) -> Result<Value, ApiErro
     let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
     let bad = |detail: &str| {
         ApiError::invalid(
-            "Scale.autoscaling",
-            "autoscaling",
             "Scale",
+            "autoscaling",
             name,
             &[FieldError {
                 kind: FieldErrorKind::Invalid,
@@ -1064,7 +1062,6 @@ pub fn bind(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
         return Err(ApiError::invalid(
             "Binding",
             "",
-            "Binding",
             name,
             &[FieldError {
                 kind: FieldErrorKind::Required,
@@ -1158,9 +1155,8 @@ fn delete_options(call: &Call) -> Result<DeleteOptions, ApiError> {
             && !["Orphan", "Background", "Foreground"].contains(&p)
         {
             return Err(ApiError::invalid(
-                "DeleteOptions.meta.k8s.io",
-                "meta.k8s.io",
                 "DeleteOptions",
+                "meta.k8s.io",
                 "",
                 &[FieldError {
                     kind: FieldErrorKind::NotSupported,

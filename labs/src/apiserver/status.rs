@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::resources::Resource;
-use super::validation::FieldError;
+use super::validation::{FieldError, invalid_status};
 
 // ANCHOR: api_error
 /// An error answer: becomes a `Status` body with the matching HTTP code.
@@ -161,43 +161,21 @@ impl ApiError {
 
     // ANCHOR: invalid
     /// 422 Invalid: `Deployment.apps "web" is invalid: spec.replicas: Invalid
-    /// value: -1: must be greater than or equal to 0`. With several errors the
-    /// list is bracketed, as upstream's `NewInvalid` does.
-    pub fn invalid(
-        qualified_kind: &str,
-        group: &str,
-        kind: &str,
-        name: &str,
-        errs: &[FieldError],
-    ) -> ApiError {
-        let parts: Vec<String> = errs
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message()))
-            .collect();
-        let list = if parts.len() == 1 {
-            parts[0].clone()
-        } else {
-            format!("[{}]", parts.join(", "))
-        };
-        let causes: Vec<Value> = errs
-            .iter()
-            .map(|e| json!({"reason": e.reason(), "message": e.message(), "field": e.field}))
-            .collect();
-        let mut details = json!({"name": name, "kind": kind, "causes": causes});
-        if !group.is_empty() {
-            details["group"] = json!(group);
-        }
+    /// value: -1: must be greater than or equal to 0`, with one `cause` per
+    /// field error (the body is built by `validation::invalid_status`).
+    pub fn invalid(kind: &str, group: &str, name: &str, errs: &[FieldError]) -> ApiError {
+        let status = invalid_status(kind, group, name, errs);
         ApiError {
             code: 422,
             reason: "Invalid",
-            message: format!("{qualified_kind} \"{name}\" is invalid: {list}"),
-            details: Some(details),
+            message: status["message"].as_str().unwrap_or_default().to_string(),
+            details: status.get("details").cloned(),
         }
     }
     // ANCHOR_END: invalid
 
     pub fn invalid_resource(r: &Resource, name: &str, errs: &[FieldError]) -> ApiError {
-        Self::invalid(&r.qualified_kind(), r.group, r.kind, name, errs)
+        Self::invalid(r.kind, r.group, name, errs)
     }
 
     fn with_details_value(mut self, v: Value) -> ApiError {

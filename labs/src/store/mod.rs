@@ -210,16 +210,34 @@ struct State {
 /// The channel is *unbounded*, a deliberate trade-off. A write must never
 /// wait for a slow reader (it holds the store's lock, and one stuck watcher
 /// would stall the whole cluster), so the send has to succeed at once. A
-/// bounded channel would force us to choose what to do when it is full; real
-/// etcd (and the API server's watch cache) *cancels* such a slow watcher, and
-/// the client relists. We keep every event instead, which is simpler and
-/// loses nothing, at the price that memory grows if a watcher never reads.
-/// A watcher whose `Watch` was dropped is pruned on the next write.
+/// bounded channel would force us to decide what happens when it is full.
+/// Real systems do decide: etcd stops sending to a slow watcher and later
+/// catches it up from its on-disk history, *cancelling* the watch if that
+/// history has been compacted meanwhile; the API server's watch cache simply
+/// closes a watcher whose buffer is full, and the client watches (or lists)
+/// again. We keep every event instead, which is simpler and loses nothing,
+/// at the price that memory grows if a watcher never reads. A watcher whose
+/// `Watch` was dropped is pruned on the next write.
 struct Watcher {
     prefix: String,
     tx: mpsc::UnboundedSender<Event>,
 }
 // ANCHOR_END: store
+
+/// A summary, not the contents: the API server's state derives `Debug`, and
+/// printing ten thousand pods into a log line would help nobody.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Store")
+            .field("revision", &state.revision)
+            .field("compacted", &state.compacted)
+            .field("keys", &state.kvs.len())
+            .field("history", &state.history.len())
+            .field("watchers", &state.watchers.len())
+            .finish()
+    }
+}
 
 impl Default for Store {
     fn default() -> Self {

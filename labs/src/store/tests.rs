@@ -423,3 +423,25 @@ fn cas_increments_from_many_threads_are_never_lost() {
     // Conflicts are failed attempts, not writes: they never moved the revision.
     assert_eq!(store.revision() as usize, THREADS * INCREMENTS + 1);
 }
+
+#[test]
+fn handles_can_cross_threads_and_tasks() {
+    // The API server shares a `Store` between request handlers and returns a
+    // `Watch` as the body of a streaming response: both must be `Send`, the
+    // store `Sync` too, and the watch an `Unpin` stream.
+    fn store<T: Send + Sync + Clone + 'static>() {}
+    fn watch<T: Send + Unpin + futures::Stream<Item = Event> + 'static>() {}
+    store::<Store>();
+    watch::<Watch>();
+}
+
+#[test]
+fn debug_is_a_summary() {
+    let store = Store::new();
+    store.create(A, b("1")).unwrap();
+    let _watch = store.watch("", 0).unwrap();
+    assert_eq!(
+        format!("{store:?}"),
+        "Store { revision: 1, compacted: 0, keys: 1, history: 1, watchers: 1 }"
+    );
+}

@@ -16,6 +16,7 @@ use super::Event;
 /// streaming response wants). Dropping it ends the watch; the store notices
 /// on its next write and forgets the watcher. The stream ends (`None`) only
 /// when the store itself is gone.
+#[derive(Debug)]
 pub struct Watch {
     rx: mpsc::UnboundedReceiver<Event>,
 }
