@@ -13,9 +13,11 @@
 //! | [`patch`] | `k8s.io/apiserver/.../handlers/patch.go`, `k8s.io/apimachinery/pkg/util/strategicpatch` |
 //! | [`defaults`] | `pkg/apis/core/v1/defaults.go`, `pkg/apis/apps/v1/defaults.go` |
 //! | [`validation`] | `pkg/apis/core/validation`, `pkg/apis/apps/validation` |
+//! | [`table`] | `pkg/printers/internalversion/printers.go` (server-side printing) |
 
 pub mod defaults;
 pub mod names;
 pub mod patch;
 pub mod selector;
+pub mod table;
 pub mod validation;
