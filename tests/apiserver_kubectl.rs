@@ -89,7 +89,11 @@ async fn version_get_describe_and_errors() {
 
     let out = s.kubectl(&["describe", "deployment", "web"]).await;
     let text = out.ok();
-    assert!(text.contains("Name:               web"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Name:") && l.ends_with(" web")),
+        "{text}"
+    );
     assert!(text.contains("3 desired"), "{text}");
     assert!(text.contains("8080/TCP"), "{text}");
 
