@@ -259,10 +259,11 @@ impl WatchTask {
     // ANCHOR_END: bookmark
 }
 
-/// One newline-terminated JSON line.
+/// One newline-terminated JSON line, `type` first as the real server
+/// writes it (clients do not care; people reading `curl` output do).
 fn line(kind: &str, object: Value) -> Bytes {
-    let mut buf = serde_json::to_vec(&json!({"type": kind, "object": object}))
-        .expect("JSON values serialize");
-    buf.push(b'\n');
+    let mut buf = format!("{{\"type\":\"{kind}\",\"object\":").into_bytes();
+    serde_json::to_writer(&mut buf, &object).expect("JSON values serialize");
+    buf.extend_from_slice(b"}\n");
     Bytes::from(buf)
 }
