@@ -14,10 +14,12 @@
 //! | [`defaults`] | `pkg/apis/core/v1/defaults.go`, `pkg/apis/apps/v1/defaults.go` |
 //! | [`validation`] | `pkg/apis/core/validation`, `pkg/apis/apps/validation` |
 //! | [`table`] | `pkg/printers/internalversion/printers.go` (server-side printing) |
+//! | [`protobuf`] | `k8s.io/apimachinery/pkg/runtime/serializer/protobuf` (decoding only) |
 
 pub mod defaults;
 pub mod names;
 pub mod patch;
+pub mod protobuf;
 pub mod selector;
 pub mod table;
 pub mod validation;
