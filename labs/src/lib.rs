@@ -7,5 +7,6 @@
 //! feeds it (watches, work queues, API calls).
 
 pub mod controllers;
+pub mod kubelet;
 pub mod scheduler;
 pub mod store;
