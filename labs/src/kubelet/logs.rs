@@ -119,7 +119,7 @@ impl LogBuffer {
     /// exits (`kubectl logs -f`). A follower too slow to keep up with 1024
     /// lines of backlog skips the lines it missed rather than block the
     /// container.
-    pub fn follow(&self) -> impl Stream<Item = LogLine> + Send + 'static {
+    pub fn follow(&self) -> impl Stream<Item = LogLine> + Send + use<> {
         // Snapshot and subscribe under one lock, so no line falls between.
         let (backlog, rx) = {
             let inner = self.inner.lock().unwrap();

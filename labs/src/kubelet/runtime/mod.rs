@@ -393,6 +393,22 @@ pub(crate) fn hex_id(prefix: &str, n: u64) -> String {
     format!("{prefix}{z:016x}")
 }
 
+/// An `imageID` for a runtime without a registry: the repository plus a
+/// stable, made-up digest of the image name (not a real content digest).
+pub(crate) fn fake_image_id(image: &str) -> String {
+    let full = full_image_name(image);
+    let repo = match full.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo.to_string(),
+        _ => full.clone(),
+    };
+    // FNV-1a of the name seeds four rounds of `hex_id`: 64 hex digits.
+    let seed = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let digest: String = (0..4).map(|i| hex_id("", seed.wrapping_add(i))).collect();
+    format!("{repo}@sha256:{digest}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
