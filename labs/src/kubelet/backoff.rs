@@ -143,11 +143,9 @@ mod tests {
     fn doubles_to_five_minutes() {
         let mut b = Backoff::default();
         let mut seen = vec![];
-        let mut now = 0;
-        for _ in 0..8 {
+        for now in 0..8 {
             b.next("app", t(now), t(now));
             seen.push(b.get("app").unwrap().as_secs());
-            now += 1;
         }
         assert_eq!(seen, [10, 20, 40, 80, 160, 300, 300, 300]);
     }

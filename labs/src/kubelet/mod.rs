@@ -19,7 +19,7 @@
 //!   (10 s doubling to 5 min, reset after 10 quiet minutes).
 //! * [`probe`]: the probe state machine ([`probe::ProbeTracker`]) and the
 //!   HTTP/TCP probers.
-//! * [`env`]: a container's environment from values, ConfigMaps, Secrets
+//! * [`env`](mod@env): a container's environment from values, ConfigMaps, Secrets
 //!   and the downward API.
 //! * [`runtime`]: the CRI-shaped [`runtime::Runtime`] trait with the
 //!   `simulated` and `process` runtimes; [`logs`]: container logs.

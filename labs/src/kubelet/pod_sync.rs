@@ -623,7 +623,7 @@ fn container_status(
                     s.started = Some(started);
                     // An init container is ready once it has succeeded, not
                     // while it runs.
-                    s.ready = !(init && !sidecar)
+                    s.ready = (!init || sidecar)
                         && started
                         && (c.readiness_probe.is_none()
                             || probe_result(rec.expect("has instance"), ProbeKind::Readiness)
@@ -635,11 +635,11 @@ fn container_status(
                     s.state = terminated(inst);
                     // Going to be restarted and the kubelet knows why it is
                     // not yet: waiting, with the exit as lastState.
-                    if let Some(w) = cached {
-                        if should_restart(pod, sidecar, *exit_code) {
-                            s.last_state = terminated(inst);
-                            s.state = Some(waiting_state(&w.reason, Some(&w.message)));
-                        }
+                    if let Some(w) = cached
+                        && should_restart(pod, sidecar, *exit_code)
+                    {
+                        s.last_state = terminated(inst);
+                        s.state = Some(waiting_state(&w.reason, Some(&w.message)));
                     }
                 }
             }

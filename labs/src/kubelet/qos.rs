@@ -100,7 +100,10 @@ mod tests {
         })
     }
 
-    fn pod(containers: &[(&[(&str, &str)], &[(&str, &str)])]) -> Pod {
+    /// (requests, limits) of one container.
+    type Resources<'a> = (&'a [(&'a str, &'a str)], &'a [(&'a str, &'a str)]);
+
+    fn pod(containers: &[Resources]) -> Pod {
         Pod {
             spec: Some(PodSpec {
                 containers: containers

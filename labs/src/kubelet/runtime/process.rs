@@ -318,14 +318,14 @@ impl Runtime for ProcessRuntime {
             let _ = out.await;
             let _ = err.await;
             logs.close();
-            if let Some(inner) = weak.upgrade() {
-                if let Some(p) = inner.lock().unwrap().containers.get_mut(&waiter_id) {
-                    p.status.state = RuntimeState::Exited {
-                        exit_code: code,
-                        finished_at,
-                        reason: None,
-                    };
-                }
+            if let Some(inner) = weak.upgrade()
+                && let Some(p) = inner.lock().unwrap().containers.get_mut(&waiter_id)
+            {
+                p.status.state = RuntimeState::Exited {
+                    exit_code: code,
+                    finished_at,
+                    reason: None,
+                };
             }
             let _ = exit_tx.send(Some((code, finished_at)));
         });
