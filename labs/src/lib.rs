@@ -6,5 +6,6 @@
 //! over objects, which the book explains line by line) plus the plumbing that
 //! feeds it (watches, work queues, API calls).
 
+pub mod apiserver;
 pub mod controllers;
 pub mod store;

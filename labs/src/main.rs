@@ -19,6 +19,33 @@ enum Lab {
     App(AppArgs),
     /// Lab: etcd, the cluster's memory — a versioned key-value store with watch.
     Store,
+    /// Lab: the API server — serve the Kubernetes API on loopback for kubectl.
+    Apiserver(ServerArgs),
+    /// Start the lab cluster and print `export KUBECONFIG=...`. (For now the
+    /// cluster is the API server alone; later labs add the controllers.)
+    Cluster(ServerArgs),
+    /// Benchmarks (run by hand, not part of the tests).
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ServerArgs {
+    /// Port on 127.0.0.1 (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Where to write the kubeconfig for kubectl.
+    #[arg(long, default_value_os_t = labs::apiserver::kubeconfig::default_path())]
+    kubeconfig: std::path::PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// API server: 10,000 pod creates (in-process and over HTTP), lists and
+    /// 100 concurrent watchers.
+    Apiserver(labs::apiserver::bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -49,6 +76,12 @@ async fn main() {
             demo_app::run(args.listen, demo_app::AppInfo::from_env(args.app_version)).await
         }
         Lab::Store => labs::store::lab::run(&mut std::io::stdout()).await,
+        Lab::Apiserver(args) | Lab::Cluster(args) => {
+            labs::apiserver::run(args.port, &args.kubeconfig).await
+        }
+        Lab::Bench {
+            which: Bench::Apiserver(args),
+        } => labs::apiserver::bench::run(args).await,
     };
     if let Err(err) = result {
         // The CLIs print one readable line, not a backtrace.

@@ -16,3 +16,5 @@ pub fn workspace_root() -> &'static Path {
 pub fn book_dir() -> PathBuf {
     workspace_root().join("book")
 }
+
+pub mod apiserver;

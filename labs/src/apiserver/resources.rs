@@ -1,0 +1,329 @@
+//! The resource table: one row per kind the API server serves.
+//!
+//! The real API server builds this table from Go types registered in a
+//! scheme; here it is a plain `static` array. One table drives everything
+//! that has to agree about a resource: URL routing (`/apis/apps/v1/...`), the
+//! etcd key (`/registry/deployments/<ns>/<name>`), discovery documents,
+//! OpenAPI, Table rendering and the k8s-openapi type used to decode bodies.
+
+use serde_json::Value;
+
+/// Which subresources a resource has beyond the object itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subresource {
+    /// `.../status`: writes change only `status` (controllers, kubelets).
+    Status,
+    /// `.../scale`: an `autoscaling/v1` `Scale` view of `spec.replicas`.
+    Scale,
+    /// `.../binding`: the scheduler assigns a pod to a node.
+    Binding,
+    /// `.../log`: container logs (answered by the kubelet, later).
+    Log,
+}
+
+// ANCHOR: resource
+/// One resource type, as discovery describes it and as etcd stores it.
+#[derive(Debug)]
+pub struct Resource {
+    /// API group: `""` for the core group (`/api/v1`), `"apps"` for `/apis/apps/v1`.
+    pub group: &'static str,
+    pub version: &'static str,
+    /// Plural, lower case: the URL segment (`deployments`).
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    /// `kubectl get all` lists every resource in the `all` category.
+    pub categories: &'static [&'static str],
+    pub subresources: &'static [Subresource],
+    /// Where the objects live in the store, e.g. `/registry/deployments`.
+    /// Kubernetes keeps a few historical names: nodes are `minions`.
+    pub etcd_prefix: &'static str,
+    /// Whether `metadata.generation` counts spec changes for this kind.
+    pub has_generation: bool,
+}
+// ANCHOR_END: resource
+
+const ALL: &[&str] = &["all"];
+const NONE: &[&str] = &[];
+
+/// Every resource this server knows, in discovery order.
+pub static RESOURCES: &[Resource] = &[
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        singular: "namespace",
+        kind: "Namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        categories: NONE,
+        subresources: &[Subresource::Status],
+        etcd_prefix: "/registry/namespaces",
+        has_generation: false,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "nodes",
+        singular: "node",
+        kind: "Node",
+        namespaced: false,
+        short_names: &["no"],
+        categories: NONE,
+        subresources: &[Subresource::Status],
+        etcd_prefix: "/registry/minions",
+        has_generation: false,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        singular: "pod",
+        kind: "Pod",
+        namespaced: true,
+        short_names: &["po"],
+        categories: ALL,
+        subresources: &[Subresource::Status, Subresource::Binding, Subresource::Log],
+        etcd_prefix: "/registry/pods",
+        has_generation: true,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "services",
+        singular: "service",
+        kind: "Service",
+        namespaced: true,
+        short_names: &["svc"],
+        categories: ALL,
+        subresources: &[Subresource::Status],
+        etcd_prefix: "/registry/services/specs",
+        has_generation: false,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "endpoints",
+        singular: "endpoints",
+        kind: "Endpoints",
+        namespaced: true,
+        short_names: &["ep"],
+        categories: NONE,
+        subresources: &[],
+        etcd_prefix: "/registry/services/endpoints",
+        has_generation: false,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: NONE,
+        subresources: &[],
+        etcd_prefix: "/registry/events",
+        has_generation: false,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        namespaced: true,
+        short_names: &["cm"],
+        categories: NONE,
+        subresources: &[],
+        etcd_prefix: "/registry/configmaps",
+        has_generation: false,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        etcd_prefix: "/registry/secrets",
+        has_generation: false,
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "deployments",
+        singular: "deployment",
+        kind: "Deployment",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: ALL,
+        subresources: &[Subresource::Status, Subresource::Scale],
+        etcd_prefix: "/registry/deployments",
+        has_generation: true,
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "replicasets",
+        singular: "replicaset",
+        kind: "ReplicaSet",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: ALL,
+        subresources: &[Subresource::Status, Subresource::Scale],
+        etcd_prefix: "/registry/replicasets",
+        has_generation: true,
+    },
+];
+
+impl Resource {
+    /// `apps/v1`, or just `v1` for the core group: the `apiVersion` field.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `deployments.apps`, or `pods` for the core group: how error messages
+    /// name a resource (`deployments.apps "web" not found`).
+    pub fn qualified_plural(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// `Deployment.apps`, or `Pod`: how validation errors name a kind.
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.to_string()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    pub fn has(&self, sub: Subresource) -> bool {
+        self.subresources.contains(&sub)
+    }
+
+    // ANCHOR: keys
+    /// The store key of one object: `/registry/pods/default/web-1`.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}/{ns}/{name}", self.etcd_prefix),
+            _ => format!("{}/{name}", self.etcd_prefix),
+        }
+    }
+
+    /// The prefix a list or watch reads: one namespace, or all of them.
+    /// The trailing `/` keeps `default` from also matching `default2`.
+    pub fn prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}/{ns}/", self.etcd_prefix),
+            _ => format!("{}/", self.etcd_prefix),
+        }
+    }
+    // ANCHOR_END: keys
+
+    /// Checks that a decoded body really is this kind: the body is decoded
+    /// into the k8s-openapi type and encoded again. That is what the real
+    /// server does with its Go types, and it has the same effects: wrong
+    /// types are rejected, JSON `null`s and unknown fields disappear, and
+    /// the stored JSON has one canonical shape.
+    pub fn round_trip(&self, obj: Value) -> Result<Value, serde_json::Error> {
+        use k8s_openapi::api::{apps::v1 as apps, core::v1 as core};
+        fn rt<T: serde::de::DeserializeOwned + serde::Serialize>(
+            v: Value,
+        ) -> Result<Value, serde_json::Error> {
+            serde_json::to_value(serde_json::from_value::<T>(v)?)
+        }
+        match self.kind {
+            "Namespace" => rt::<core::Namespace>(obj),
+            "Node" => rt::<core::Node>(obj),
+            "Pod" => rt::<core::Pod>(obj),
+            "Service" => rt::<core::Service>(obj),
+            "Endpoints" => rt::<core::Endpoints>(obj),
+            "Event" => rt::<core::Event>(obj),
+            "ConfigMap" => rt::<core::ConfigMap>(obj),
+            "Secret" => rt::<core::Secret>(obj),
+            "Deployment" => rt::<apps::Deployment>(obj),
+            "ReplicaSet" => rt::<apps::ReplicaSet>(obj),
+            _ => Ok(obj),
+        }
+    }
+}
+
+/// Finds a resource by group, version and plural (the URL segments).
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Finds a resource by kind (`"Deployment"`).
+pub fn by_kind(kind: &str) -> Option<&'static Resource> {
+    RESOURCES.iter().find(|r| r.kind == kind)
+}
+
+/// The group/versions served, in discovery order: `("", "v1")`, `("apps", "v1")`.
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_kubernetes_layout() {
+        let pods = find("", "v1", "pods").unwrap();
+        assert_eq!(
+            pods.key(Some("default"), "web"),
+            "/registry/pods/default/web"
+        );
+        assert_eq!(pods.prefix(None), "/registry/pods/");
+        let nodes = find("", "v1", "nodes").unwrap();
+        assert_eq!(nodes.key(None, "n1"), "/registry/minions/n1");
+        let svc = by_kind("Service").unwrap();
+        assert_eq!(svc.key(Some("a"), "b"), "/registry/services/specs/a/b");
+        assert_eq!(
+            find("apps", "v1", "deployments")
+                .unwrap()
+                .qualified_plural(),
+            "deployments.apps"
+        );
+    }
+
+    #[test]
+    fn round_trip_drops_nulls_and_rejects_bad_types() {
+        let d = by_kind("Deployment").unwrap();
+        let v = d
+            .round_trip(serde_json::json!({"metadata":{"name":"a","creationTimestamp":null},"spec":{"replicas":1}}))
+            .unwrap();
+        assert!(v["metadata"].get("creationTimestamp").is_none());
+        assert_eq!(v["kind"], "Deployment");
+        assert!(
+            d.round_trip(serde_json::json!({"spec":{"replicas":"x"}}))
+                .is_err()
+        );
+    }
+}
