@@ -319,7 +319,7 @@ pub fn claim_pods<'a, P: Borrow<Pod>>(rs: &ReplicaSet, pods: &'a [P]) -> Claimed
 
 /// The ownerReference with `controller: true`, if any. A pod can have many
 /// owners but at most one controller.
-fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
     meta.owner_references
         .iter()
         .flatten()
