@@ -446,3 +446,64 @@ async fn watcher_relists_after_410() {
     );
     s.stop().await;
 }
+
+/// The watch wire format, read raw: BOOKMARKs carry kind and apiVersion,
+/// `timeoutSeconds` ends the stream, and a too-old resourceVersion is an
+/// ERROR event with code 410 inside an HTTP 200.
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_watch_bookmarks_timeout_and_expired() {
+    let config = Config {
+        bookmark_interval: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let s = TestServer::start_with(Store::with_history(4), config).await;
+    let path = "/apis/apps/v1/namespaces/default/deployments";
+    let lines = |body: &[u8]| -> Vec<serde_json::Value> {
+        body.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    };
+    let rv = s.api.store().revision();
+    let watch =
+        format!("{path}?watch=true&allowWatchBookmarks=true&timeoutSeconds=1&resourceVersion={rv}");
+    let started = std::time::Instant::now();
+    let (code, headers, body) = workbook::apiserver::raw(&s.api, "GET", &watch, &[], "").await;
+    assert_eq!(code, 200);
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "timeoutSeconds kept the stream open"
+    );
+    let events = lines(&body);
+    assert!(!events.is_empty());
+    for ev in &events {
+        assert_eq!(ev["type"], "BOOKMARK");
+        assert_eq!(ev["object"]["kind"], "Deployment");
+        assert_eq!(ev["object"]["apiVersion"], "apps/v1");
+        assert_eq!(ev["object"]["metadata"]["resourceVersion"], rv.to_string());
+    }
+
+    // Push revision 1 out of the history window, then watch from it.
+    let cms = Api::<ConfigMap>::default_namespaced(s.client());
+    for i in 0..10 {
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}})).unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let (code, _, body) = workbook::apiserver::raw(
+        &s.api,
+        "GET",
+        &format!("{path}?watch=1&resourceVersion=1"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(code, 200, "never an HTTP 410 on a watch");
+    let events = lines(&body);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "ERROR");
+    assert_eq!(events[0]["object"]["code"], 410);
+    assert_eq!(events[0]["object"]["reason"], "Expired");
+    s.stop().await;
+}

@@ -1382,7 +1382,7 @@ mod tests {
         let after = json!({"spec":{"replicas":1,"template":{}},"a":[{}]});
         let mut out = vec![];
         unknown_fields(&before, &after, "", &mut out);
-        assert_eq!(out, vec!["spec.replicaz", "a[0].b"]);
+        assert_eq!(out, vec!["a[0].b", "spec.replicaz"]);
     }
 
     #[test]

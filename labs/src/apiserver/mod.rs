@@ -186,12 +186,32 @@ pub async fn run(port: u16, kubeconfig_path: &std::path::Path) -> anyhow::Result
     tracing::info!(%addr, "API server listening");
     println!("API server listening on http://{addr}");
     println!("export KUBECONFIG={}", kubeconfig_path.display());
-    api.serve(listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("Ctrl-C: shutting down");
-    })
-    .await?;
+    api.serve(listener, shutdown_signal()).await?;
     println!("API server stopped");
     Ok(())
 }
 // ANCHOR_END: run
+
+/// Ctrl-C (SIGINT), or SIGTERM from `kill` or a process supervisor.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}
