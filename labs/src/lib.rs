@@ -7,5 +7,6 @@
 //! feeds it (watches, work queues, API calls).
 
 pub mod apiserver;
+pub mod cluster;
 pub mod controllers;
 pub mod store;

@@ -1331,7 +1331,11 @@ fn apply_propagation_policy(obj: &mut Value, policy: Option<&str>) -> bool {
     let before: Vec<String> = obj
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|f| f.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|f| {
+            f.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let mut after: Vec<String> = before
         .iter()

@@ -1,0 +1,23 @@
+//! The `labs replicaset` lab's output, as the book shows it.
+//!
+//! The lab runs with tokio's clock paused on one thread and prints pod names
+//! as stable aliases, so its whole transcript is a snapshot: a change in the
+//! controller's behaviour (a batch size, the deletion order, a pod not
+//! adopted, a pod the garbage collector missed) shows up here as a diff.
+
+#[tokio::test(start_paused = true)]
+async fn replicaset_lab_output() {
+    let mut out = Vec::new();
+    labs::controllers::lab::run(&mut out).await.unwrap();
+    insta::assert_snapshot!(String::from_utf8(out).unwrap());
+}
+
+/// Run it again: the same transcript (no randomness leaks into the output).
+#[tokio::test(start_paused = true)]
+async fn replicaset_lab_is_deterministic() {
+    let mut first = Vec::new();
+    labs::controllers::lab::run(&mut first).await.unwrap();
+    let mut second = Vec::new();
+    labs::controllers::lab::run(&mut second).await.unwrap();
+    assert_eq!(String::from_utf8(first), String::from_utf8(second));
+}
