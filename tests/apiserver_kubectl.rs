@@ -390,3 +390,89 @@ async fn delete_pod() {
     assert!(pods.get_opt("bound").await.unwrap().is_none());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_services_pods_and_secrets() {
+    let s = TestServer::start().await;
+    let manifests = r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: node-1
+  labels:
+    node-role.kubernetes.io/worker: ""
+status:
+  conditions:
+  - type: Ready
+    status: "True"
+  nodeInfo: {kubeletVersion: v1.33.1, osImage: Labs, kernelVersion: "6.1", containerRuntimeVersion: "simulated://1",
+             machineID: "", systemUUID: "", bootID: "", kubeProxyVersion: "", operatingSystem: linux, architecture: amd64}
+  addresses:
+  - {type: InternalIP, address: 127.0.0.1}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - {port: 80, targetPort: 8080}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: p1
+  labels: {app: web}
+spec:
+  containers:
+  - {name: web, image: "app:v1"}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+stringData:
+  password: s3cret
+"#;
+    let out = s
+        .kubectl_stdin(&["apply", "-f", "-"], Some(manifests))
+        .await;
+    assert_eq!(out.ok().lines().count(), 4, "{}", out.stdout);
+    let out = s.kubectl(&["get", "nodes", "-o", "wide"]).await;
+    let row = out.ok().lines().nth(1).unwrap().to_string();
+    for cell in [
+        "node-1",
+        "Ready",
+        "worker",
+        "v1.33.1",
+        "127.0.0.1",
+        "Labs",
+        "simulated://1",
+    ] {
+        assert!(row.contains(cell), "{row}");
+    }
+    let out = s.kubectl(&["get", "svc", "web"]).await;
+    assert!(
+        out.ok().contains("ClusterIP   10.96.0.11"),
+        "{}",
+        out.stdout
+    );
+    let out = s.kubectl(&["get", "pods", "-A", "--show-labels"]).await;
+    let row = out.ok().lines().nth(1).unwrap().to_string();
+    for cell in ["default", "p1", "0/1", "Pending", "app=web"] {
+        assert!(row.contains(cell), "{row}");
+    }
+    let out = s.kubectl(&["describe", "pod", "p1"]).await;
+    assert!(
+        out.ok().contains("QoS Class:        BestEffort"),
+        "{}",
+        out.stdout
+    );
+    // stringData is written into data, base64-encoded.
+    let out = s
+        .kubectl(&["get", "secret", "db", "-o", "jsonpath={.data.password}"])
+        .await;
+    assert_eq!(out.ok(), "czNjcmV0");
+    s.stop().await;
+}

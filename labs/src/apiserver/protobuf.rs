@@ -1106,4 +1106,15 @@ mod tests {
         let empty = decode(&encode("v1", "Pod", &core::Pod::default())).unwrap();
         assert_eq!(empty, json!({"apiVersion":"v1","kind":"Pod","metadata":{}}));
     }
+
+    proptest::proptest! {
+        /// Random bytes after the magic never panic the decoder.
+        #[test]
+        fn random_bodies_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = decode(&body);
+            let mut framed = MAGIC.to_vec();
+            framed.extend(&body);
+            let _ = decode(&framed);
+        }
+    }
 }

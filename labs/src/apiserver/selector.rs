@@ -689,19 +689,18 @@ fn unescape(s: &str) -> Result<String, SelectorError> {
     Ok(out)
 }
 
-/// Finds the first unescaped occurrence of `op` in `term`.
+/// Finds the first unescaped occurrence of `op` in `term` (a byte offset;
+/// walking by `char` keeps multi-byte UTF-8 input from splitting a character).
 fn find_unescaped(term: &str, op: &str) -> Option<usize> {
-    let bytes = term.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' {
-            i += 2;
+    let mut chars = term.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c == '\\' {
+            chars.next();
             continue;
         }
         if term[i..].starts_with(op) {
             return Some(i);
         }
-        i += 1;
     }
     None
 }
@@ -984,5 +983,18 @@ mod tests {
         let sel: FieldSelector = r"metadata.name=a\,b".parse().unwrap();
         assert_eq!(sel.terms()[0].value, "a,b");
         assert_eq!(sel.to_string(), r"metadata.name=a\,b");
+    }
+
+    proptest::proptest! {
+        /// Any string parses or fails cleanly, and whatever parses prints
+        /// a canonical form that parses back to the same selector.
+        #[test]
+        fn label_selector_strings(input in "[a-z=!(), in\\\\/.é-]{0,24}") {
+            if let Ok(sel) = input.parse::<LabelSelector>() {
+                let printed = sel.to_string();
+                proptest::prop_assert_eq!(printed.parse::<LabelSelector>().unwrap(), sel);
+            }
+            let _ = input.parse::<FieldSelector>();
+        }
     }
 }

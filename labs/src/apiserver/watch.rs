@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::ApiServer;
-use super::handlers::{Selectors, TABLE_CONTENT_TYPE, object_from_kv};
+use super::handlers::{Selectors, TABLE_CONTENT_TYPE, object_bytes_from_kv, object_from_kv};
 use super::resources::Resource;
 use super::server::Call;
 use super::status::ApiError;
@@ -201,6 +201,9 @@ impl WatchTask {
     /// DELETED, as the real server's watch cache reports them.
     async fn event(&mut self, tx: &mpsc::Sender<Bytes>, ev: Event) -> bool {
         self.last_revision = ev.kv.mod_revision;
+        if self.selectors.is_everything() && !self.table {
+            return self.event_unfiltered(tx, ev).await;
+        }
         let old = ev.prev_kv.as_ref().map(object_from_kv);
         let old_matches = old.as_ref().map(|o| self.selectors.matches(o));
         match ev.kind {
@@ -227,6 +230,25 @@ impl WatchTask {
         }
     }
     // ANCHOR_END: event
+
+    /// The common case (a controller watching all of a kind) without
+    /// decoding objects: with many watchers, each one would otherwise parse
+    /// every object again.
+    async fn event_unfiltered(&mut self, tx: &mpsc::Sender<Bytes>, ev: Event) -> bool {
+        let (kind, bytes) = match (ev.kind, ev.prev_kv) {
+            (EventKind::Put, None) => ("ADDED", object_bytes_from_kv(&ev.kv)),
+            (EventKind::Put, Some(_)) => ("MODIFIED", object_bytes_from_kv(&ev.kv)),
+            (EventKind::Delete, Some(mut last)) => {
+                last.mod_revision = ev.kv.mod_revision;
+                ("DELETED", object_bytes_from_kv(&last))
+            }
+            (EventKind::Delete, None) => return true,
+        };
+        let mut buf = format!("{{\"type\":\"{kind}\",\"object\":").into_bytes();
+        buf.extend_from_slice(&bytes);
+        buf.extend_from_slice(b"}\n");
+        tx.send(Bytes::from(buf)).await.is_ok()
+    }
 
     async fn send(&self, tx: &mpsc::Sender<Bytes>, kind: &str, obj: Value) -> bool {
         let obj = if self.table {
