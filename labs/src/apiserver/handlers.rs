@@ -802,6 +802,20 @@ fn commit_update(
 ) -> Result<Option<Value>, ApiError> {
     let name = meta_str(old, "name").to_string();
     prepare_update(r, sub, old, &mut new);
+    // Go's `omitempty`: a patch that removes the last ownerReference (the
+    // garbage collector orphaning a pod) or the last finalizer leaves `[]`,
+    // which the real server never writes back; clients test for absence.
+    if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        for list in ["ownerReferences", "finalizers"] {
+            if meta
+                .get(list)
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+            {
+                meta.remove(list);
+            }
+        }
+    }
     defaults::apply_defaults(r.kind, &mut new);
     // generation moves only when the desired state (spec) moves; this is
     // what `status.observedGeneration` is compared with.
