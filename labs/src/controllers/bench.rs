@@ -53,7 +53,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .await?;
     wait(&rss, 0, Duration::from_secs(args.timeout)).await?;
     println!(
-        "ReplicaSet bench: 0 → {n} → 0 pods, in-process API server, {} worker threads",
+        "ReplicaSet bench: 0 → {n} → 0 pods, in-process API server, {} CPUs",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         n = args.replicas
     );
