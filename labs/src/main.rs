@@ -21,9 +21,18 @@ enum Lab {
     Store,
     /// Lab: the API server — serve the Kubernetes API on loopback for kubectl.
     Apiserver(ServerArgs),
-    /// Start the lab cluster and print `export KUBECONFIG=...`. (For now the
-    /// cluster is the API server alone; later labs add the controllers.)
-    Cluster(ServerArgs),
+    /// Start the lab cluster (API server and controllers) and print
+    /// `export KUBECONFIG=...`.
+    Cluster(ClusterArgs),
+    /// Lab: controllers — the ReplicaSet controller and the garbage
+    /// collector, narrated on an in-process cluster.
+    Replicaset,
+    /// Run the controllers against a running API server (kubeconfig from
+    /// --kubeconfig, else $KUBECONFIG or ~/.kube/config).
+    ControllerManager {
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
+    },
     /// Benchmarks (run by hand, not part of the tests).
     Bench {
         #[command(subcommand)]
@@ -41,11 +50,23 @@ struct ServerArgs {
     kubeconfig: std::path::PathBuf,
 }
 
+#[derive(clap::Args, Debug)]
+struct ClusterArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Leave a component out, to see what breaks without it.
+    #[arg(long, value_enum)]
+    without: Vec<labs::cluster::Component>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Bench {
     /// API server: 10,000 pod creates (in-process and over HTTP), lists and
     /// 100 concurrent watchers.
     Apiserver(labs::apiserver::bench::BenchArgs),
+    /// ReplicaSet controller: scale 0 → 10,000 → 0 on the in-process
+    /// cluster; time to converge and API calls made.
+    Replicaset(labs::controllers::bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -58,34 +79,64 @@ struct AppArgs {
     app_version: String,
 }
 
-fn init_tracing() {
+fn init_tracing(default_filter: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
-    init_tracing();
     let result = match cli.lab {
-        Lab::App(args) => {
-            demo_app::run(args.listen, demo_app::AppInfo::from_env(args.app_version)).await
+        // The narrated lab runs on one thread with tokio's clock paused: time
+        // only moves when every task is waiting, so the run is the same every
+        // time (and a 5-minute timeout takes no time at all).
+        Lab::Replicaset => {
+            init_tracing("warn");
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(labs::controllers::lab::run(&mut std::io::stdout())))
         }
-        Lab::Store => labs::store::lab::run(&mut std::io::stdout()).await,
-        Lab::Apiserver(args) | Lab::Cluster(args) => {
-            labs::apiserver::run(args.port, &args.kubeconfig).await
+        lab => {
+            init_tracing("info");
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(run(lab)))
         }
-        Lab::Bench {
-            which: Bench::Apiserver(args),
-        } => labs::apiserver::bench::run(args).await,
     };
     if let Err(err) = result {
         // The CLIs print one readable line, not a backtrace.
         eprintln!("labs: {err:#}");
         std::process::exit(1);
+    }
+}
+
+async fn run(lab: Lab) -> anyhow::Result<()> {
+    match lab {
+        Lab::App(args) => {
+            demo_app::run(args.listen, demo_app::AppInfo::from_env(args.app_version)).await
+        }
+        Lab::Store => labs::store::lab::run(&mut std::io::stdout()).await,
+        Lab::Apiserver(args) => labs::apiserver::run(args.port, &args.kubeconfig).await,
+        Lab::Cluster(args) => {
+            labs::cluster::run(args.server.port, &args.server.kubeconfig, &args.without).await
+        }
+        Lab::Replicaset => unreachable!("runs on its own runtime"),
+        Lab::ControllerManager { kubeconfig } => labs::controllers::manager::run(kubeconfig).await,
+        Lab::Bench {
+            which: Bench::Apiserver(args),
+        } => labs::apiserver::bench::run(args).await,
+        Lab::Bench {
+            which: Bench::Replicaset(args),
+        } => labs::controllers::bench::run(args).await,
     }
 }

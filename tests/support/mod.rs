@@ -18,3 +18,4 @@ pub fn book_dir() -> PathBuf {
 }
 
 pub mod apiserver;
+pub mod cluster;

@@ -802,6 +802,20 @@ fn commit_update(
 ) -> Result<Option<Value>, ApiError> {
     let name = meta_str(old, "name").to_string();
     prepare_update(r, sub, old, &mut new);
+    // Go's `omitempty`: a patch that removes the last ownerReference (the
+    // garbage collector orphaning a pod) or the last finalizer leaves `[]`,
+    // which the real server never writes back; clients test for absence.
+    if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        for list in ["ownerReferences", "finalizers"] {
+            if meta
+                .get(list)
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+            {
+                meta.remove(list);
+            }
+        }
+    }
     defaults::apply_defaults(r.kind, &mut new);
     // generation moves only when the desired state (spec) moves; this is
     // what `status.observedGeneration` is compared with.
@@ -1212,6 +1226,9 @@ struct DeleteOptions {
     grace_period_seconds: Option<i64>,
     uid: Option<String>,
     resource_version: Option<String>,
+    /// `Orphan`, `Background` or `Foreground` (see
+    /// `apply_propagation_policy`).
+    propagation_policy: Option<String>,
 }
 
 fn delete_options(call: &Call) -> Result<DeleteOptions, ApiError> {
@@ -1233,6 +1250,15 @@ fn delete_options(call: &Call) -> Result<DeleteOptions, ApiError> {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string);
+        // The deprecated `orphanDependents` bool means Orphan or Background.
+        opts.propagation_policy = match body.get("orphanDependents").and_then(Value::as_bool) {
+            Some(true) => Some("Orphan".into()),
+            Some(false) => Some("Background".into()),
+            None => None,
+        };
+        if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
+            opts.propagation_policy = Some(p.to_string());
+        }
         if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str)
             && !["Orphan", "Background", "Foreground"].contains(&p)
         {
@@ -1318,6 +1344,9 @@ fn delete_one(
                 ),
             ));
         }
+        let mut obj = obj;
+        let finalizers_changed =
+            apply_propagation_policy(&mut obj, opts.propagation_policy.as_deref());
         let grace = if r.kind == "Pod" {
             pod_grace_period(&obj, opts)
         } else {
@@ -1344,6 +1373,7 @@ fn delete_one(
             .and_then(Value::as_i64);
         if obj.pointer("/metadata/deletionTimestamp").is_some()
             && current_grace.is_some_and(|g| g <= grace)
+            && !finalizers_changed
         {
             return Ok(obj);
         }
@@ -1366,6 +1396,65 @@ fn delete_one(
     }
 }
 // ANCHOR_END: delete_one
+
+// ANCHOR: propagation_policy
+/// How a delete treats the object's dependents (upstream's
+/// `deletionFinalizersForGarbageCollection`). The API server does not
+/// delete dependents itself; it only records the request as a finalizer for
+/// the garbage collector, which is a controller like any other:
+///
+/// - `Orphan`: finalizer `orphan`. The collector removes this object's
+///   ownerReference from every dependent, then the finalizer.
+/// - `Foreground`: finalizer `foregroundDeletion`. The collector deletes
+///   the dependents, and removes the finalizer when none that blocks
+///   (`blockOwnerDeletion: true`) is left.
+/// - `Background` (the default for apps/v1 and core/v1): neither; the
+///   object goes at once and the collector deletes the dependents after.
+///
+/// With a finalizer the object stays, with `deletionTimestamp` set, until
+/// the collector is done, so without a garbage collector running an orphan
+/// or foreground delete never finishes. Returns whether the finalizers
+/// changed.
+fn apply_propagation_policy(obj: &mut Value, policy: Option<&str>) -> bool {
+    const ORPHAN: &str = "orphan";
+    const FOREGROUND: &str = "foregroundDeletion";
+    let (add, remove): (&[&str], &[&str]) = match policy {
+        Some("Orphan") => (&[ORPHAN], &[FOREGROUND]),
+        Some("Foreground") => (&[FOREGROUND], &[ORPHAN]),
+        Some("Background") => (&[], &[ORPHAN, FOREGROUND]),
+        _ => return false,
+    };
+    let before: Vec<String> = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|f| {
+            f.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut after: Vec<String> = before
+        .iter()
+        .filter(|f| !remove.contains(&f.as_str()))
+        .cloned()
+        .collect();
+    for f in add {
+        if !after.iter().any(|x| x == f) {
+            after.push(f.to_string());
+        }
+    }
+    if after == before {
+        return false;
+    }
+    let meta = meta_mut(obj);
+    if after.is_empty() {
+        meta.remove("finalizers");
+    } else {
+        meta.insert("finalizers".into(), json!(after));
+    }
+    true
+}
+// ANCHOR_END: propagation_policy
 
 /// The grace period of a pod deletion: the request's, else the pod's
 /// `terminationGracePeriodSeconds`. A pod that never reached a node, or has
@@ -1443,6 +1532,25 @@ pub fn ensure_namespace(api: &ApiServer, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn propagation_policy_becomes_a_finalizer() {
+        let mut rs = json!({"metadata": {"name": "web", "finalizers": ["keep"]}});
+        assert!(!apply_propagation_policy(&mut rs, None));
+        assert!(apply_propagation_policy(&mut rs, Some("Orphan")));
+        assert_eq!(rs["metadata"]["finalizers"], json!(["keep", "orphan"]));
+        assert!(!apply_propagation_policy(&mut rs, Some("Orphan")));
+        assert!(apply_propagation_policy(&mut rs, Some("Foreground")));
+        assert_eq!(
+            rs["metadata"]["finalizers"],
+            json!(["keep", "foregroundDeletion"])
+        );
+        assert!(apply_propagation_policy(&mut rs, Some("Background")));
+        assert_eq!(rs["metadata"]["finalizers"], json!(["keep"]));
+        let mut pod = json!({"metadata": {"name": "p"}});
+        assert!(!apply_propagation_policy(&mut pod, Some("Background")));
+        assert!(pod["metadata"].get("finalizers").is_none());
+    }
 
     #[test]
     fn raw_object_bytes_match_the_value_path() {

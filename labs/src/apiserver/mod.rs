@@ -193,7 +193,7 @@ pub async fn run(port: u16, kubeconfig_path: &std::path::Path) -> anyhow::Result
 // ANCHOR_END: run
 
 /// Ctrl-C (SIGINT), or SIGTERM from `kill` or a process supervisor.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

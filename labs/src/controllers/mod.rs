@@ -26,5 +26,12 @@
 //!   cache holds, carry out the decisions through the API server, and requeue
 //!   the key on error (with backoff) or after a delay the core asked for.
 
+pub mod bench;
 pub mod deployment;
+pub mod events;
+pub mod garbagecollector;
+pub mod lab;
+pub mod manager;
 pub mod replicaset;
+pub mod replicaset_controller;
+pub mod runtime;

@@ -134,7 +134,7 @@ pub fn reconcile<'a, P: Borrow<Pod>, R: Borrow<Pod>>(
     let Some(spec) = rs.spec.as_ref() else {
         return Reconcile::unchanged(rs);
     };
-    if !selector_is_valid(&spec.selector) {
+    if as_selector(&spec.selector).is_none() {
         return Reconcile::unchanged(rs);
     }
 
@@ -270,7 +270,11 @@ pub struct ClaimedPods<'a> {
 /// pod is counted only by the one controller named in its ownerReferences.
 pub fn claim_pods<'a, P: Borrow<Pod>>(rs: &ReplicaSet, pods: &'a [P]) -> ClaimedPods<'a> {
     let mut out = ClaimedPods::default();
-    let Some(selector) = rs.spec.as_ref().map(|spec| &spec.selector) else {
+    let Some(selector) = rs
+        .spec
+        .as_ref()
+        .and_then(|spec| as_selector(&spec.selector))
+    else {
         return out;
     };
     let rs_uid = rs.metadata.uid.as_deref();
@@ -280,7 +284,7 @@ pub fn claim_pods<'a, P: Borrow<Pod>>(rs: &ReplicaSet, pods: &'a [P]) -> Claimed
     // counted, nor adopted, nor released. A terminating pod is going away
     // whatever we do, and counting it would delay its replacement.
     for pod in pods.iter().map(Borrow::borrow).filter(|p| is_pod_active(p)) {
-        let matches = selector_matches(selector, labels(&pod.metadata));
+        let matches = selector.matches(labels(&pod.metadata));
         match controller_of(&pod.metadata) {
             // Controlled by someone else: never touch another controller's pod,
             // even if our selector matches it.
@@ -315,7 +319,7 @@ pub fn claim_pods<'a, P: Borrow<Pod>>(rs: &ReplicaSet, pods: &'a [P]) -> Claimed
 
 /// The ownerReference with `controller: true`, if any. A pod can have many
 /// owners but at most one controller.
-fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
     meta.owner_references
         .iter()
         .flatten()
@@ -434,15 +438,16 @@ pub fn indirectly_related_pods<'a, S: Borrow<ReplicaSet>, P: Borrow<Pod>>(
         if controller_of(&other.metadata).is_none_or(|o| o.uid != owner.uid) {
             continue;
         }
-        let Some(selector) = other.spec.as_ref().map(|spec| &spec.selector) else {
+        let Some(selector) = other
+            .spec
+            .as_ref()
+            .and_then(|spec| as_selector(&spec.selector))
+        else {
             continue;
         };
-        if !selector_is_valid(selector) {
-            continue;
-        }
         for pod in pods.iter().map(Borrow::borrow) {
             if pod.metadata.namespace == other.metadata.namespace
-                && selector_matches(selector, labels(&pod.metadata))
+                && selector.matches(labels(&pod.metadata))
                 && seen.insert(pod_key(pod))
             {
                 related.push(pod);
@@ -1060,42 +1065,18 @@ impl ReplicaSetEvent {
     }
 }
 
-/// Does `selector` match these labels? `matchLabels` and every
-/// `matchExpressions` requirement must all hold; an empty selector matches
-/// everything. (A private copy: the API server's selector module will
-/// replace it.)
-fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let match_labels = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let match_expressions = selector.match_expressions.iter().flatten().all(|req| {
-        let values = req.values.as_deref().unwrap_or_default();
-        let value = labels.get(&req.key);
-        match req.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            // A pod without the key is "not in" any set.
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    match_labels && match_expressions
-}
-
-/// Kubernetes refuses to build a selector from an unknown operator, from
-/// `In`/`NotIn` without values or from `Exists`/`DoesNotExist` with values.
-fn selector_is_valid(selector: &LabelSelector) -> bool {
-    selector.match_expressions.iter().flatten().all(|req| {
-        let has_values = req.values.as_ref().is_some_and(|v| !v.is_empty());
-        match req.operator.as_str() {
-            "In" | "NotIn" => has_values,
-            "Exists" | "DoesNotExist" => !has_values,
-            _ => false,
-        }
-    })
+/// The API form of a selector (`matchLabels` + `matchExpressions`) as the
+/// API server's own selector type (upstream's
+/// `metav1.LabelSelectorAsSelector`), so the controller and `kubectl get
+/// -l` agree on what matches: there is one selector implementation in the
+/// labs. `None` for a selector Kubernetes refuses to build (an unknown
+/// operator, `In` without values, `Exists` with values, a bad key): the API
+/// server rejects such ReplicaSets, and acting on a selector we cannot read
+/// could release every pod.
+///
+/// Parsed once per sync, not once per pod.
+pub fn as_selector(selector: &LabelSelector) -> Option<crate::apiserver::selector::LabelSelector> {
+    crate::apiserver::selector::LabelSelector::from_api(selector).ok()
 }
 
 #[cfg(test)]
@@ -2443,6 +2424,14 @@ mod tests {
             operator: operator.into(),
             values: (!values.is_empty()).then(|| values.iter().map(|v| v.to_string()).collect()),
         }
+    }
+
+    fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+        as_selector(selector).is_some_and(|s| s.matches(labels))
+    }
+
+    fn selector_is_valid(selector: &LabelSelector) -> bool {
+        as_selector(selector).is_some()
     }
 
     #[test]

@@ -1,0 +1,116 @@
+//! The controller manager: one process running many controllers, each a
+//! task holding its own `kube::Client` (Kubernetes'
+//! `kube-controller-manager`). It knows nothing about the API server's
+//! insides: give it a client for an in-process router or for a server on
+//! the other side of the network, it behaves the same.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::garbagecollector::GarbageCollector;
+use super::replicaset_controller::{self, ReplicaSetController, Step};
+
+/// Which controllers to run, and what to report.
+#[derive(Default)]
+pub struct ManagerOptions {
+    pub without_replicaset: bool,
+    pub without_garbage_collector: bool,
+    /// The ReplicaSet controller's steps, for a lab's timeline.
+    pub replicaset_steps: Option<mpsc::UnboundedSender<Step>>,
+}
+
+// ANCHOR: manager
+/// Running controllers. Dropping it does not stop them; call
+/// [`ControllerManager::shutdown`].
+pub struct ControllerManager {
+    shutdown: CancellationToken,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl ControllerManager {
+    /// Starts the controllers as tasks on the current runtime.
+    pub fn start(client: kube::Client, options: ManagerOptions) -> ControllerManager {
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        if !options.without_replicaset {
+            let controller = ReplicaSetController::new(
+                client.clone(),
+                replicaset_controller::Options {
+                    workers: 0,
+                    steps: options.replicaset_steps,
+                },
+            );
+            tasks.spawn(controller.run(shutdown.clone()));
+        }
+        if !options.without_garbage_collector {
+            tasks.spawn(GarbageCollector::new(client).run(shutdown.clone()));
+        }
+        ControllerManager { shutdown, tasks }
+    }
+
+    /// The signal the controllers stop on.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops every controller gracefully: informers stop watching, queues
+    /// stop handing out keys, and each worker finishes the sync it is in.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until every controller has stopped (after a shutdown, or
+    /// because one failed).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        while let Some(result) = self.tasks.join_next().await {
+            result.context("controller task panicked")??;
+        }
+        Ok(())
+    }
+
+    /// Stops every controller at once, mid-sync, as a crash would.
+    pub fn abort(mut self) {
+        self.shutdown.cancel();
+        self.tasks.abort_all();
+    }
+}
+// ANCHOR_END: manager
+
+/// `labs controller-manager`: connect to a running API server through a
+/// kubeconfig (as kubectl does) and run the controllers until Ctrl-C.
+pub async fn run(kubeconfig: Option<PathBuf>) -> anyhow::Result<()> {
+    let client = match &kubeconfig {
+        Some(path) => {
+            let config = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
+            let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+                .await
+                .with_context(|| format!("bad kubeconfig {}", path.display()))?;
+            kube::Client::try_from(config)?
+        }
+        None => kube::Client::try_default()
+            .await
+            .context("no kubeconfig (set KUBECONFIG or pass --kubeconfig)")?,
+    };
+    let version = client
+        .apiserver_version()
+        .await
+        .context("cannot reach the API server")?;
+    println!(
+        "controller-manager: connected to Kubernetes {}; running replicaset-controller, garbage-collector",
+        version.git_version
+    );
+    let mut manager = ControllerManager::start(client, ManagerOptions::default());
+    tokio::select! {
+        result = manager.wait() => return result,
+        _ = crate::apiserver::shutdown_signal() => {}
+    }
+    manager.shutdown().await?;
+    println!("controller-manager stopped");
+    Ok(())
+}

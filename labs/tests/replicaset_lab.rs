@@ -1,0 +1,43 @@
+//! The `labs replicaset` lab's output, as the book shows it.
+//!
+//! The lab runs with tokio's clock paused on one thread and prints pod names
+//! as stable aliases, so its whole transcript is a snapshot: a change in the
+//! controller's behaviour (a batch size, the deletion order, a pod not
+//! adopted, a pod the garbage collector missed) shows up here as a diff.
+
+#[tokio::test(start_paused = true)]
+async fn replicaset_lab_output() {
+    let mut out = Vec::new();
+    labs::controllers::lab::run(&mut out).await.unwrap();
+    insta::assert_snapshot!(String::from_utf8(out).unwrap());
+}
+
+/// Run it again: the same transcript (no randomness leaks into the output).
+#[tokio::test(start_paused = true)]
+async fn replicaset_lab_is_deterministic() {
+    let mut first = Vec::new();
+    labs::controllers::lab::run(&mut first).await.unwrap();
+    let mut second = Vec::new();
+    labs::controllers::lab::run(&mut second).await.unwrap();
+    assert_eq!(String::from_utf8(first), String::from_utf8(second));
+}
+
+/// The chapter "Controllers and the ReplicaSet" shows the lab's output in
+/// its "Try it" section (pasted, like the etcd chapter's). This keeps the
+/// two equal: change the lab, and this fails until the chapter shows the
+/// new output.
+#[tokio::test(start_paused = true)]
+async fn the_book_shows_the_real_output() {
+    let chapter = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../book/src/replicaset.md"
+    ))
+    .unwrap();
+    let mut out = Vec::new();
+    labs::controllers::lab::run(&mut out).await.unwrap();
+    let output = String::from_utf8(out).unwrap();
+    assert!(
+        chapter.contains(&format!("$ cargo run -p labs -- replicaset\n{output}```\n")),
+        "book/src/replicaset.md must show the output of `cargo run -p labs -- replicaset`:\n{output}"
+    );
+}
