@@ -9,4 +9,5 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod controllers;
+pub mod scheduler;
 pub mod store;

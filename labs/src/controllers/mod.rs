@@ -27,6 +27,7 @@
 //!   the key on error (with backoff) or after a delay the core asked for.
 
 pub mod bench;
+pub mod deployment;
 pub mod events;
 pub mod garbagecollector;
 pub mod lab;
