@@ -32,6 +32,9 @@ enum Lab {
     ControllerManager {
         #[arg(long)]
         kubeconfig: Option<std::path::PathBuf>,
+        /// Leave a controller out, to see what breaks without it.
+        #[arg(long, value_enum)]
+        without: Vec<labs::controllers::manager::Controller>,
     },
     /// Benchmarks (run by hand, not part of the tests).
     Bench {
@@ -131,7 +134,10 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
             labs::cluster::run(args.server.port, &args.server.kubeconfig, &args.without).await
         }
         Lab::Replicaset => unreachable!("runs on its own runtime"),
-        Lab::ControllerManager { kubeconfig } => labs::controllers::manager::run(kubeconfig).await,
+        Lab::ControllerManager {
+            kubeconfig,
+            without,
+        } => labs::controllers::manager::run(kubeconfig, &without).await,
         Lab::Bench {
             which: Bench::Apiserver(args),
         } => labs::apiserver::bench::run(args).await,

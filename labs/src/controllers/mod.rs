@@ -28,6 +28,7 @@
 
 pub mod bench;
 pub mod deployment;
+pub mod deployment_controller;
 pub mod events;
 pub mod garbagecollector;
 pub mod lab;
