@@ -27,6 +27,9 @@ enum Lab {
     /// Lab: controllers — the ReplicaSet controller and the garbage
     /// collector, narrated on an in-process cluster.
     Replicaset,
+    /// Lab: the Deployment controller — a rolling update step by step on an
+    /// in-process cluster (virtual time), then history and undo.
+    Rollout(labs::controllers::rollout_lab::RolloutArgs),
     /// Run the controllers against a running API server (kubeconfig from
     /// --kubeconfig, else $KUBECONFIG or ~/.kube/config).
     ControllerManager {
@@ -107,6 +110,20 @@ fn main() {
                 .map_err(anyhow::Error::from)
                 .and_then(|rt| rt.block_on(labs::controllers::lab::run(&mut std::io::stdout())))
         }
+        Lab::Rollout(args) => {
+            init_tracing("warn");
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    rt.block_on(labs::controllers::rollout_lab::run(
+                        &args,
+                        &mut std::io::stdout(),
+                    ))
+                })
+        }
         lab => {
             init_tracing("info");
             tokio::runtime::Builder::new_multi_thread()
@@ -133,7 +150,7 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         Lab::Cluster(args) => {
             labs::cluster::run(args.server.port, &args.server.kubeconfig, &args.without).await
         }
-        Lab::Replicaset => unreachable!("runs on its own runtime"),
+        Lab::Replicaset | Lab::Rollout(_) => unreachable!("runs on its own runtime"),
         Lab::ControllerManager {
             kubeconfig,
             without,

@@ -33,6 +33,8 @@ pub mod events;
 pub mod garbagecollector;
 pub mod lab;
 pub mod manager;
+pub mod ready_after_kubelet;
 pub mod replicaset;
 pub mod replicaset_controller;
+pub mod rollout_lab;
 pub mod runtime;
