@@ -73,6 +73,9 @@ enum Bench {
     /// ReplicaSet controller: scale 0 → 10,000 → 0 on the in-process
     /// cluster; time to converge and API calls made.
     Replicaset(labs::controllers::bench::BenchArgs),
+    /// Deployment controller: a 1,000-replica Deployment rolled from v1 to
+    /// v2; wall time, syncs and API calls.
+    Rollout(labs::controllers::rollout_bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -161,5 +164,8 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         Lab::Bench {
             which: Bench::Replicaset(args),
         } => labs::controllers::bench::run(args).await,
+        Lab::Bench {
+            which: Bench::Rollout(args),
+        } => labs::controllers::rollout_bench::run(args).await,
     }
 }

@@ -156,3 +156,23 @@ async fn deterministic() {
     };
     assert_eq!(table(a.clone()).await, table(a).await);
 }
+
+/// The book's rollout chart is generated: it must be exactly what
+/// `labs rollout --format mermaid` prints. (To update it, run the command
+/// and paste its output into the block after the marker.)
+#[tokio::test(start_paused = true)]
+async fn the_book_chart_is_the_generated_one() {
+    let chapter = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../book/src/deployment.md"
+    ))
+    .unwrap();
+    let marker = "<!-- generated: labs rollout --format mermaid -->\n```mermaid\n";
+    let start = chapter.find(marker).expect("the marker in the chapter") + marker.len();
+    let end = start + chapter[start..].find("```").unwrap();
+    let generated = render(
+        &rollout(&RolloutArgs::default()).await.unwrap(),
+        Format::Mermaid,
+    );
+    assert_eq!(&chapter[start..end], generated);
+}

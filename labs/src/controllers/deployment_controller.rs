@@ -646,17 +646,15 @@ impl Shared {
                     to,
                     replica_set,
                 } => {
-                    let updated = rs_api
-                        .replace(name, &pp, &applied.with_current_rv(replica_set))
-                        .await
-                        .map_err(WriteError::api)?;
+                    let updated =
+                        replace_replica_set(&rs_api, &applied.with_current_rv(replica_set))
+                            .await
+                            .map_err(WriteError::api)?;
                     applied.actions.push(format!("scale {name} {from}→{to}"));
                     applied.set_rs(updated);
                 }
                 Write::UpdateReplicaSet(rs) => {
-                    let name = name_of(rs);
-                    let updated = rs_api
-                        .replace(&name, &pp, &applied.with_current_rv(rs))
+                    let updated = replace_replica_set(&rs_api, &applied.with_current_rv(rs))
                         .await
                         .map_err(WriteError::api)?;
                     applied.set_rs(updated);
@@ -691,7 +689,10 @@ impl Shared {
     async fn write_failed(&self, applied: &Applied, err: WriteError) -> anyhow::Result<Action> {
         let d = &applied.deployment;
         match err {
-            WriteError::Api(err) => Err(err).context("writing the deployment's changes"),
+            WriteError::Api(err) => Err(anyhow::anyhow!(
+                "writing the deployment's changes: {}",
+                api_message(&err)
+            )),
             // A hash collision: store the raised collisionCount, so the next
             // sync computes another hash and another name.
             WriteError::Collision { name, status } => {
@@ -812,6 +813,40 @@ impl Shared {
         });
     }
 }
+
+// ANCHOR: replace_replica_set
+/// `PUT` a ReplicaSet with the resourceVersion the decision was based on.
+///
+/// A 409 Conflict is common here and usually means nothing: the ReplicaSet
+/// controller writes the ReplicaSet's *status* all the time, and every
+/// write moves the resourceVersion. So on a conflict, read the ReplicaSet
+/// again: if its `generation` is the one we saw, its spec is as we saw it
+/// and only the status (or other metadata) moved; the write is retried with
+/// the fresh resourceVersion. If the spec changed, the conflict stands: the
+/// sync fails and the work queue retries it, deciding again from fresh
+/// state. (Upstream fails the sync on every conflict; with a busy
+/// ReplicaSet controller that costs a backoff per step.)
+async fn replace_replica_set(api: &Api<ReplicaSet>, rs: &ReplicaSet) -> kube::Result<ReplicaSet> {
+    let name = name_of(rs);
+    let mut want = rs.clone();
+    let mut attempts = 0;
+    loop {
+        match api.replace(&name, &PostParams::default(), &want).await {
+            Err(kube::Error::Api(s)) if s.code == 409 && attempts < 3 => {
+                attempts += 1;
+                let current = api.get(&name).await?;
+                if current.metadata.generation != rs.metadata.generation
+                    || current.metadata.uid != rs.metadata.uid
+                {
+                    return Err(kube::Error::Api(s));
+                }
+                want.metadata.resource_version = current.metadata.resource_version;
+            }
+            other => return other,
+        }
+    }
+}
+// ANCHOR_END: replace_replica_set
 
 /// The objects as this sync left them.
 struct Applied {

@@ -36,5 +36,6 @@ pub mod manager;
 pub mod ready_after_kubelet;
 pub mod replicaset;
 pub mod replicaset_controller;
+pub mod rollout_bench;
 pub mod rollout_lab;
 pub mod runtime;
