@@ -78,7 +78,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("  deployment syncs:    {syncs:>8}  ({steps} of them scaled a ReplicaSet)");
     println!("  API calls:           {:>8}", counter.total());
     let mut calls: Vec<(String, u64)> = counter.calls().into_iter().collect();
-    calls.sort_by(|a, b| b.1.cmp(&a.1));
+    calls.sort_by_key(|c| std::cmp::Reverse(c.1));
     for (call, n) in calls.iter().take(10) {
         println!("    {n:>8}  {call}");
     }

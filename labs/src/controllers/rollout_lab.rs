@@ -587,8 +587,8 @@ fn render_table(run: &Run) -> String {
         let _ = writeln!(s, "{}", timeline.title);
         let _ = writeln!(
             s,
-            "{:>5}  {:>4}  {:<40} {:>3} {:>3} {:>9}  {}",
-            "t", "sync", "what happened", "new", "old", "available", "Progressing"
+            "{:>5}  {:>4}  {:<40} {:>3} {:>3} {:>9}  Progressing",
+            "t", "sync", "what happened", "new", "old", "available"
         );
         let (new, old, available) = timeline.start;
         let _ = writeln!(
