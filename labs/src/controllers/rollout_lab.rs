@@ -270,10 +270,15 @@ impl Lab {
             header: self.header(&d)?,
             ..Run::default()
         };
+        // The API server validates the flags (e.g. maxSurge and
+        // maxUnavailable both 0): show its message, as kubectl would.
         self.deployments()
             .create(&PostParams::default(), &d)
             .await
-            .context("creating the deployment")?;
+            .map_err(|err| match err {
+                kube::Error::Api(status) => anyhow::anyhow!("{}", status.message),
+                other => anyhow::Error::from(other).context("creating the deployment"),
+            })?;
         // v1 first, quietly: its pods must be available before the update.
         self.phase("create").await?;
 
