@@ -21,8 +21,12 @@ use crate::store::Store;
 /// A component of `labs cluster` that `--without` can leave out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Component {
-    /// The controller manager (ReplicaSet controller and garbage collector).
+    /// The whole controller manager (ReplicaSet and Deployment controllers,
+    /// garbage collector).
     Controllers,
+    /// Only the Deployment controller: Deployments get no ReplicaSets, and
+    /// `kubectl rollout status` waits forever.
+    Deployment,
 }
 
 /// `labs cluster`: serve the API, start the controllers, run until Ctrl-C.
@@ -34,11 +38,16 @@ pub async fn run(port: u16, kubeconfig_path: &Path, without: &[Component]) -> an
     let addr = listener.local_addr()?;
     kubeconfig::write_kubeconfig(kubeconfig_path, addr)
         .with_context(|| format!("cannot write the kubeconfig {}", kubeconfig_path.display()))?;
+    let options = ManagerOptions {
+        without_deployment: without.contains(&Component::Deployment),
+        ..ManagerOptions::default()
+    };
+    let running = options.running().join(", ");
     let controllers = (!without.contains(&Component::Controllers))
-        .then(|| ControllerManager::start(api.client(), ManagerOptions::default()));
+        .then(|| ControllerManager::start(api.client(), options));
     println!("API server listening on http://{addr}");
     match &controllers {
-        Some(_) => println!("controllers: replicaset-controller, garbage-collector"),
+        Some(_) => println!("controllers: {running}"),
         None => println!("controllers: none (--without controllers)"),
     }
     println!("export KUBECONFIG={}", kubeconfig_path.display());

@@ -7,6 +7,7 @@
 //! feeds it (watches, work queues, API calls).
 
 pub mod apiserver;
+pub mod clock;
 pub mod cluster;
 pub mod controllers;
 pub mod kubelet;

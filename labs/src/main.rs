@@ -27,11 +27,17 @@ enum Lab {
     /// Lab: controllers — the ReplicaSet controller and the garbage
     /// collector, narrated on an in-process cluster.
     Replicaset,
+    /// Lab: the Deployment controller — a rolling update step by step on an
+    /// in-process cluster (virtual time), then history and undo.
+    Rollout(labs::controllers::rollout_lab::RolloutArgs),
     /// Run the controllers against a running API server (kubeconfig from
     /// --kubeconfig, else $KUBECONFIG or ~/.kube/config).
     ControllerManager {
         #[arg(long)]
         kubeconfig: Option<std::path::PathBuf>,
+        /// Leave a controller out, to see what breaks without it.
+        #[arg(long, value_enum)]
+        without: Vec<labs::controllers::manager::Controller>,
     },
     /// Benchmarks (run by hand, not part of the tests).
     Bench {
@@ -67,6 +73,9 @@ enum Bench {
     /// ReplicaSet controller: scale 0 → 10,000 → 0 on the in-process
     /// cluster; time to converge and API calls made.
     Replicaset(labs::controllers::bench::BenchArgs),
+    /// Deployment controller: a 1,000-replica Deployment rolled from v1 to
+    /// v2; wall time, syncs and API calls.
+    Rollout(labs::controllers::rollout_bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -104,6 +113,20 @@ fn main() {
                 .map_err(anyhow::Error::from)
                 .and_then(|rt| rt.block_on(labs::controllers::lab::run(&mut std::io::stdout())))
         }
+        Lab::Rollout(args) => {
+            init_tracing("warn");
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    rt.block_on(labs::controllers::rollout_lab::run(
+                        &args,
+                        &mut std::io::stdout(),
+                    ))
+                })
+        }
         lab => {
             init_tracing("info");
             tokio::runtime::Builder::new_multi_thread()
@@ -130,13 +153,19 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         Lab::Cluster(args) => {
             labs::cluster::run(args.server.port, &args.server.kubeconfig, &args.without).await
         }
-        Lab::Replicaset => unreachable!("runs on its own runtime"),
-        Lab::ControllerManager { kubeconfig } => labs::controllers::manager::run(kubeconfig).await,
+        Lab::Replicaset | Lab::Rollout(_) => unreachable!("runs on its own runtime"),
+        Lab::ControllerManager {
+            kubeconfig,
+            without,
+        } => labs::controllers::manager::run(kubeconfig, &without).await,
         Lab::Bench {
             which: Bench::Apiserver(args),
         } => labs::apiserver::bench::run(args).await,
         Lab::Bench {
             which: Bench::Replicaset(args),
         } => labs::controllers::bench::run(args).await,
+        Lab::Bench {
+            which: Bench::Rollout(args),
+        } => labs::controllers::rollout_bench::run(args).await,
     }
 }

@@ -19,3 +19,4 @@ pub fn book_dir() -> PathBuf {
 
 pub mod apiserver;
 pub mod cluster;
+pub mod kubelet;

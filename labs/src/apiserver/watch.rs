@@ -18,7 +18,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::FutureExt;
-use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -257,7 +256,7 @@ impl WatchTask {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
-            table::table(self.resource.kind, &[obj], &rv, Timestamp::now())
+            table::table(self.resource.kind, &[obj], &rv, crate::clock::now())
         } else {
             obj
         };

@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -152,7 +151,7 @@ async fn write_events(
             .clone()
             .unwrap_or_else(|| "default".into());
         let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
-        let now = Time(Timestamp::now());
+        let now = Time(crate::clock::now());
         let key = (
             uid,
             event.type_,
@@ -181,7 +180,7 @@ async fn write_events(
         let name = format!(
             "{}.{:x}",
             event.object.name.as_deref().unwrap_or("object"),
-            Timestamp::now().as_nanosecond() as u64 + sequence
+            crate::clock::now().as_nanosecond() as u64 + sequence
         );
         let ev = Event {
             metadata: ObjectMeta {

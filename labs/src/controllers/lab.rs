@@ -294,7 +294,7 @@ impl Lab<'_> {
         .await
         .with_context(|| format!("binding {alias}"))?;
         if phase != "Pending" {
-            let now = k8s_openapi::jiff::Timestamp::now().to_string();
+            let now = crate::clock::now().to_string();
             let status = json!({"status": {
                 "phase": phase,
                 "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" },

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::deployment_controller::{self, DeploymentController};
 use super::garbagecollector::GarbageCollector;
 use super::replicaset_controller::{self, ReplicaSetController, Step};
 
@@ -19,8 +20,51 @@ use super::replicaset_controller::{self, ReplicaSetController, Step};
 pub struct ManagerOptions {
     pub without_replicaset: bool,
     pub without_garbage_collector: bool,
+    pub without_deployment: bool,
     /// The ReplicaSet controller's steps, for a lab's timeline.
     pub replicaset_steps: Option<mpsc::UnboundedSender<Step>>,
+    /// The Deployment controller's steps, for a lab's timeline.
+    pub deployment_steps: Option<mpsc::UnboundedSender<deployment_controller::Step>>,
+    pub deployment_metrics: Option<std::sync::Arc<deployment_controller::Metrics>>,
+    /// Deterministic runs on a paused clock: the Deployment controller syncs
+    /// only when the rest of the cluster is quiet (see
+    /// [`deployment_controller::wait_until_quiet`]).
+    pub lockstep: bool,
+}
+
+/// A controller `labs controller-manager --without` can leave out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Controller {
+    Replicaset,
+    GarbageCollector,
+    Deployment,
+}
+
+impl ManagerOptions {
+    /// All controllers except `without`.
+    pub fn without(without: &[Controller]) -> Self {
+        ManagerOptions {
+            without_replicaset: without.contains(&Controller::Replicaset),
+            without_garbage_collector: without.contains(&Controller::GarbageCollector),
+            without_deployment: without.contains(&Controller::Deployment),
+            ..ManagerOptions::default()
+        }
+    }
+
+    /// The names of the controllers these options run, for a banner.
+    pub fn running(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if !self.without_replicaset {
+            names.push(replicaset_controller::COMPONENT);
+        }
+        if !self.without_deployment {
+            names.push(deployment_controller::COMPONENT);
+        }
+        if !self.without_garbage_collector {
+            names.push("garbage-collector");
+        }
+        names
+    }
 }
 
 // ANCHOR: manager
@@ -42,6 +86,18 @@ impl ControllerManager {
                 replicaset_controller::Options {
                     workers: 0,
                     steps: options.replicaset_steps,
+                },
+            );
+            tasks.spawn(controller.run(shutdown.clone()));
+        }
+        if !options.without_deployment {
+            let controller = DeploymentController::new(
+                client.clone(),
+                deployment_controller::Options {
+                    workers: 0,
+                    steps: options.deployment_steps,
+                    metrics: options.deployment_metrics,
+                    lockstep: options.lockstep,
                 },
             );
             tasks.spawn(controller.run(shutdown.clone()));
@@ -83,7 +139,7 @@ impl ControllerManager {
 
 /// `labs controller-manager`: connect to a running API server through a
 /// kubeconfig (as kubectl does) and run the controllers until Ctrl-C.
-pub async fn run(kubeconfig: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn run(kubeconfig: Option<PathBuf>, without: &[Controller]) -> anyhow::Result<()> {
     let client = match &kubeconfig {
         Some(path) => {
             let config = kube::config::Kubeconfig::read_from(path)
@@ -101,11 +157,13 @@ pub async fn run(kubeconfig: Option<PathBuf>) -> anyhow::Result<()> {
         .apiserver_version()
         .await
         .context("cannot reach the API server")?;
+    let options = ManagerOptions::without(without);
     println!(
-        "controller-manager: connected to Kubernetes {}; running replicaset-controller, garbage-collector",
-        version.git_version
+        "controller-manager: connected to Kubernetes {}; running {}",
+        version.git_version,
+        options.running().join(", ")
     );
-    let mut manager = ControllerManager::start(client, ManagerOptions::default());
+    let mut manager = ControllerManager::start(client, options);
     tokio::select! {
         result = manager.wait() => return result,
         _ = crate::apiserver::shutdown_signal() => {}

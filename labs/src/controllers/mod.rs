@@ -28,10 +28,14 @@
 
 pub mod bench;
 pub mod deployment;
+pub mod deployment_controller;
 pub mod events;
 pub mod garbagecollector;
 pub mod lab;
 pub mod manager;
+pub mod ready_after_kubelet;
 pub mod replicaset;
 pub mod replicaset_controller;
+pub mod rollout_bench;
+pub mod rollout_lab;
 pub mod runtime;

@@ -15,7 +15,6 @@ use anyhow::Context;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
 use tokio::sync::mpsc;
@@ -346,7 +345,7 @@ impl Shared {
             self.expectations().delete_expectations(key);
             return Ok(Action::AwaitChange);
         };
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         // 1. Checked *before* reading the cache (see the core's docs).
         let needs_sync = self.expectations().satisfied(key, now);
 
@@ -444,7 +443,7 @@ impl Shared {
                 // Write down what we expect *before* creating: the watch
                 // may report a new pod before `create` even returns.
                 self.expectations()
-                    .expect_creations(key, count, Timestamp::now());
+                    .expect_creations(key, count, crate::clock::now());
                 let created = Mutex::new(Vec::new());
                 let (successes, error) = slow_start_batch(count, || {
                     let (pod_api, pod, created) = (pod_api, &pod, &created);
@@ -507,7 +506,7 @@ impl Shared {
                 self.expectations().expect_deletions(
                     key,
                     pods.iter().map(|p| pod_key(p)),
-                    Timestamp::now(),
+                    crate::clock::now(),
                 );
                 let results = futures::future::join_all(pods.iter().map(|pod| async move {
                     let name = pod.metadata.name.clone().unwrap_or_default();
