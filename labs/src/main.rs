@@ -57,6 +57,33 @@ struct ClusterArgs {
     /// Leave a component out, to see what breaks without it.
     #[arg(long, value_enum)]
     without: Vec<labs::cluster::Component>,
+    /// Seed of the scheduler's random choice among equally good nodes.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// How long a node may stay silent before it is marked Unknown
+    /// (the node lifecycle controller's --node-monitor-grace-period).
+    #[arg(long, default_value = "40s", value_parser = parse_seconds)]
+    node_monitor_grace_period: std::time::Duration,
+    /// How long pods stay on a not-ready or unreachable node before they
+    /// are evicted: the tolerationSeconds every new pod gets (the API
+    /// server's DefaultTolerationSeconds; 300 upstream).
+    #[arg(long, default_value_t = 300)]
+    toleration_seconds: i64,
+}
+
+/// `40s`, `5m` or a plain number of seconds.
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let (digits, unit) = match s.strip_suffix('s') {
+        Some(d) => (d, 1),
+        None => match s.strip_suffix('m') {
+            Some(d) => (d, 60),
+            None => (s, 1),
+        },
+    };
+    digits
+        .parse::<u64>()
+        .map(|n| std::time::Duration::from_secs(n * unit))
+        .map_err(|_| format!("not a duration: {s:?} (try 40s or 5m)"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,7 +155,18 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         Lab::Store => labs::store::lab::run(&mut std::io::stdout()).await,
         Lab::Apiserver(args) => labs::apiserver::run(args.port, &args.kubeconfig).await,
         Lab::Cluster(args) => {
-            labs::cluster::run(args.server.port, &args.server.kubeconfig, &args.without).await
+            let options = labs::cluster::ClusterOptions {
+                without: args.without,
+                seed: args.seed,
+                node_monitor_grace_period: args.node_monitor_grace_period,
+            };
+            labs::cluster::run(
+                args.server.port,
+                &args.server.kubeconfig,
+                &options,
+                args.toleration_seconds,
+            )
+            .await
         }
         Lab::Replicaset => unreachable!("runs on its own runtime"),
         Lab::ControllerManager { kubeconfig } => labs::controllers::manager::run(kubeconfig).await,

@@ -32,6 +32,7 @@ pub mod events;
 pub mod garbagecollector;
 pub mod lab;
 pub mod manager;
+pub mod nodelifecycle;
 pub mod replicaset;
 pub mod replicaset_controller;
 pub mod runtime;

@@ -30,7 +30,9 @@
 pub mod bench;
 pub mod decision;
 pub mod filters;
+pub mod plumbing;
 pub mod quantity;
+pub mod queue;
 pub mod rng;
 pub mod scores;
 pub mod snapshot;
