@@ -557,6 +557,7 @@ mod tests {
     fn node(ready: Option<&str>, heartbeat: &str, taints: serde_json::Value) -> Node {
         let conditions = match ready {
             Some(s) => json!([{"type": "Ready", "status": s, "lastHeartbeatTime": heartbeat}]),
+            None if heartbeat.is_empty() => json!([]),
             None => json!([]),
         };
         serde_json::from_value(json!({
@@ -566,6 +567,8 @@ mod tests {
         }))
         .unwrap()
     }
+
+    const T0: &str = "2025-01-01T00:00:00Z";
 
     fn keys(taints: &[Taint]) -> Vec<String> {
         taints
@@ -599,7 +602,7 @@ mod tests {
         let other = json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]);
         assert_eq!(
             keys(&desired_taints(
-                &node(Some("Unknown"), "", other.clone()),
+                &node(Some("Unknown"), T0, other.clone()),
                 &now
             )),
             [
@@ -609,7 +612,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            keys(&desired_taints(&node(Some("False"), "", json!([])), &now)),
+            keys(&desired_taints(&node(Some("False"), T0, json!([])), &now)),
             [
                 "node.kubernetes.io/not-ready:NoSchedule",
                 "node.kubernetes.io/not-ready:NoExecute"
@@ -620,7 +623,7 @@ mod tests {
             {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute", "timeAdded": "2025-01-01T00:00:00Z"},
         ]);
         assert_eq!(
-            keys(&desired_taints(&node(Some("True"), "", tainted), &now)),
+            keys(&desired_taints(&node(Some("True"), T0, tainted), &now)),
             ["dedicated:NoSchedule"]
         );
     }
