@@ -27,6 +27,9 @@ enum Lab {
     /// Lab: controllers — the ReplicaSet controller and the garbage
     /// collector, narrated on an in-process cluster.
     Replicaset,
+    /// Lab: the scheduler — nodes of different sizes, where each pod goes
+    /// and why, an unschedulable pod, taints and a nodeSelector.
+    Scheduler,
     /// Run the controllers against a running API server (kubeconfig from
     /// --kubeconfig, else $KUBECONFIG or ~/.kube/config).
     ControllerManager {
@@ -122,14 +125,24 @@ fn main() {
         // The narrated lab runs on one thread with tokio's clock paused: time
         // only moves when every task is waiting, so the run is the same every
         // time (and a 5-minute timeout takes no time at all).
-        Lab::Replicaset => {
+        Lab::Replicaset | Lab::Scheduler => {
             init_tracing("warn");
+            let scheduler = matches!(cli.lab, Lab::Scheduler);
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .start_paused(true)
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(labs::controllers::lab::run(&mut std::io::stdout())))
+                .and_then(|rt| {
+                    rt.block_on(async {
+                        let out = &mut std::io::stdout();
+                        if scheduler {
+                            labs::scheduler::lab::run(out).await
+                        } else {
+                            labs::controllers::lab::run(out).await
+                        }
+                    })
+                })
         }
         lab => {
             init_tracing("info");
@@ -168,7 +181,7 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
             )
             .await
         }
-        Lab::Replicaset => unreachable!("runs on its own runtime"),
+        Lab::Replicaset | Lab::Scheduler => unreachable!("runs on its own runtime"),
         Lab::ControllerManager { kubeconfig } => labs::controllers::manager::run(kubeconfig).await,
         Lab::Bench {
             which: Bench::Apiserver(args),

@@ -30,6 +30,7 @@
 pub mod bench;
 pub mod decision;
 pub mod filters;
+pub mod lab;
 pub mod plumbing;
 pub mod quantity;
 pub mod queue;
