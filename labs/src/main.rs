@@ -97,6 +97,9 @@ enum Bench {
     /// ReplicaSet controller: scale 0 → 10,000 → 0 on the in-process
     /// cluster; time to converge and API calls made.
     Replicaset(labs::controllers::bench::BenchArgs),
+    /// Scheduler: 10,000 pending pods on 1,000 simulated nodes, scheduled
+    /// and bound through the in-process API; and the core's decisions/s.
+    Scheduler(labs::scheduler::bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -189,5 +192,8 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         Lab::Bench {
             which: Bench::Replicaset(args),
         } => labs::controllers::bench::run(args).await,
+        Lab::Bench {
+            which: Bench::Scheduler(args),
+        } => labs::scheduler::bench::run(args).await,
     }
 }
