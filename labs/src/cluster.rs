@@ -155,7 +155,10 @@ pub async fn run(
         println!("components: {}", components.running.join(", "));
     }
     for c in &options.without {
-        println!("left out: {c:?} (--without)");
+        use clap::ValueEnum;
+        if let Some(name) = c.to_possible_value() {
+            println!("left out: {} (--without)", name.get_name());
+        }
     }
     println!("export KUBECONFIG={}", kubeconfig_path.display());
     api.serve(listener, crate::apiserver::shutdown_signal())
