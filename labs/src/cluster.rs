@@ -1,21 +1,27 @@
 //! `labs cluster`: the whole lab cluster in one process — the API server on
-//! loopback for kubectl, and the components (so far the controllers) as
-//! tasks, each talking to the API server through its own in-process client,
-//! exactly as they would over the network.
+//! loopback for kubectl, and the components (controllers, scheduler, node
+//! lifecycle controller) as tasks, each talking to the API server through
+//! its own in-process client, exactly as they would over the network.
 //!
 //! Components can be left out (`--without controllers`) to see what breaks:
 //! without the controller manager a ReplicaSet never gets pods, and a
 //! `kubectl delete --cascade=orphan` waits forever for a garbage collector
-//! to remove the `orphan` finalizer.
+//! to remove the `orphan` finalizer; without the scheduler every pod stays
+//! Pending.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use crate::apiserver::{ApiServer, kubeconfig};
+use crate::apiserver::{ApiServer, Config, kubeconfig};
 use crate::controllers::manager::{ControllerManager, ManagerOptions};
+use crate::controllers::nodelifecycle::{self, NodeLifecycleController};
+use crate::scheduler::plumbing::{self, DefaultScheduler};
 use crate::store::Store;
 
 /// A component of `labs cluster` that `--without` can leave out.
@@ -27,35 +33,145 @@ pub enum Component {
     /// Only the Deployment controller: Deployments get no ReplicaSets, and
     /// `kubectl rollout status` waits forever.
     Deployment,
+    /// The scheduler: without it, pods stay Pending with no node.
+    Scheduler,
+    /// The node lifecycle controller: without it, a node that stops
+    /// reporting keeps its pods forever. (Upstream it runs inside
+    /// kube-controller-manager; it is separate here so it can be left out
+    /// on its own.)
+    NodeLifecycle,
 }
 
-/// `labs cluster`: serve the API, start the controllers, run until Ctrl-C.
-pub async fn run(port: u16, kubeconfig_path: &Path, without: &[Component]) -> anyhow::Result<()> {
-    let api = ApiServer::new(Store::new());
+/// How `labs cluster` (and the tests) start the components.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    pub without: Vec<Component>,
+    /// Seeds the scheduler's random tie-breaking.
+    pub seed: u64,
+    /// `--node-monitor-grace-period` of the node lifecycle controller.
+    pub node_monitor_grace_period: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            without: Vec::new(),
+            seed: 0,
+            node_monitor_grace_period: nodelifecycle::DEFAULT_NODE_MONITOR_GRACE_PERIOD,
+        }
+    }
+}
+
+/// The API server's settings for a cluster whose pods tolerate an
+/// unreachable node for `toleration_seconds` (300 upstream).
+pub fn api_config(toleration_seconds: i64) -> Config {
+    Config {
+        default_not_ready_toleration_seconds: toleration_seconds,
+        default_unreachable_toleration_seconds: toleration_seconds,
+        ..Config::default()
+    }
+}
+
+// ANCHOR: components
+/// The control plane's components, running as tasks on the current
+/// runtime, each with its own client of `api`.
+pub struct Components {
+    controllers: Option<ControllerManager>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<anyhow::Result<()>>,
+    /// The names of what runs, for the banner.
+    pub running: Vec<&'static str>,
+}
+
+impl Components {
+    pub fn start(api: &ApiServer, options: &ClusterOptions) -> Components {
+        let without = |c| options.without.contains(&c);
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let mut running = Vec::new();
+        let controllers = (!without(Component::Controllers)).then(|| {
+            let manager = ManagerOptions {
+                without_deployment: without(Component::Deployment),
+                ..ManagerOptions::default()
+            };
+            running.extend(manager.running());
+            ControllerManager::start(api.client(), manager)
+        });
+        if !without(Component::Scheduler) {
+            running.push("default-scheduler");
+            let scheduler = DefaultScheduler::new(
+                api.client(),
+                plumbing::Options {
+                    seed: options.seed,
+                    steps: None,
+                },
+            );
+            tasks.spawn(scheduler.run(shutdown.clone()));
+        }
+        if !without(Component::NodeLifecycle) {
+            running.push("node-lifecycle-controller");
+            let controller = NodeLifecycleController::new(
+                api.client(),
+                nodelifecycle::Options {
+                    node_monitor_grace_period: options.node_monitor_grace_period,
+                    ..nodelifecycle::Options::default()
+                },
+            );
+            tasks.spawn(controller.run(shutdown.clone()));
+        }
+        Components {
+            controllers,
+            shutdown,
+            tasks,
+            running,
+        }
+    }
+
+    /// Stops everything gracefully.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        if let Some(controllers) = self.controllers.take() {
+            controllers.shutdown().await?;
+        }
+        while let Some(result) = self.tasks.join_next().await {
+            result.context("component task panicked")??;
+        }
+        Ok(())
+    }
+}
+// ANCHOR_END: components
+
+/// `labs cluster`: serve the API, start the components, run until Ctrl-C.
+pub async fn run(
+    port: u16,
+    kubeconfig_path: &Path,
+    options: &ClusterOptions,
+    toleration_seconds: i64,
+) -> anyhow::Result<()> {
+    let api = ApiServer::with_config(Store::new(), api_config(toleration_seconds));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
     let addr = listener.local_addr()?;
     kubeconfig::write_kubeconfig(kubeconfig_path, addr)
         .with_context(|| format!("cannot write the kubeconfig {}", kubeconfig_path.display()))?;
-    let options = ManagerOptions {
-        without_deployment: without.contains(&Component::Deployment),
-        ..ManagerOptions::default()
-    };
-    let running = options.running().join(", ");
-    let controllers = (!without.contains(&Component::Controllers))
-        .then(|| ControllerManager::start(api.client(), options));
+    let components = Components::start(&api, options);
     println!("API server listening on http://{addr}");
-    match &controllers {
-        Some(_) => println!("controllers: {running}"),
-        None => println!("controllers: none (--without controllers)"),
+    if components.running.is_empty() {
+        println!("components: none");
+    } else {
+        println!("components: {}", components.running.join(", "));
+    }
+    for c in &options.without {
+        use clap::ValueEnum;
+        if let Some(name) = c.to_possible_value() {
+            println!("left out: {} (--without)", name.get_name());
+        }
     }
     println!("export KUBECONFIG={}", kubeconfig_path.display());
     api.serve(listener, crate::apiserver::shutdown_signal())
         .await?;
-    if let Some(controllers) = controllers {
-        controllers.shutdown().await?;
-    }
+    components.shutdown().await?;
     println!("cluster stopped");
     Ok(())
 }

@@ -30,6 +30,9 @@ enum Lab {
     /// Lab: the Deployment controller — a rolling update step by step on an
     /// in-process cluster (virtual time), then history and undo.
     Rollout(labs::controllers::rollout_lab::RolloutArgs),
+    /// Lab: the scheduler — nodes of different sizes, where each pod goes
+    /// and why, an unschedulable pod, taints and a nodeSelector.
+    Scheduler,
     /// Run the controllers against a running API server (kubeconfig from
     /// --kubeconfig, else $KUBECONFIG or ~/.kube/config).
     ControllerManager {
@@ -63,6 +66,33 @@ struct ClusterArgs {
     /// Leave a component out, to see what breaks without it.
     #[arg(long, value_enum)]
     without: Vec<labs::cluster::Component>,
+    /// Seed of the scheduler's random choice among equally good nodes.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// How long a node may stay silent before it is marked Unknown
+    /// (the node lifecycle controller's --node-monitor-grace-period).
+    #[arg(long, default_value = "40s", value_parser = parse_seconds)]
+    node_monitor_grace_period: std::time::Duration,
+    /// How long pods stay on a not-ready or unreachable node before they
+    /// are evicted: the tolerationSeconds every new pod gets (the API
+    /// server's DefaultTolerationSeconds; 300 upstream).
+    #[arg(long, default_value_t = 300)]
+    toleration_seconds: i64,
+}
+
+/// `40s`, `5m` or a plain number of seconds.
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let (digits, unit) = match s.strip_suffix('s') {
+        Some(d) => (d, 1),
+        None => match s.strip_suffix('m') {
+            Some(d) => (d, 60),
+            None => (s, 1),
+        },
+    };
+    digits
+        .parse::<u64>()
+        .map(|n| std::time::Duration::from_secs(n * unit))
+        .map_err(|_| format!("not a duration: {s:?} (try 40s or 5m)"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -76,6 +106,9 @@ enum Bench {
     /// Deployment controller: a 1,000-replica Deployment rolled from v1 to
     /// v2; wall time, syncs and API calls.
     Rollout(labs::controllers::rollout_bench::BenchArgs),
+    /// Scheduler: 10,000 pending pods on 1,000 simulated nodes, scheduled
+    /// and bound through the in-process API; and the core's decisions/s.
+    Scheduler(labs::scheduler::bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -104,14 +137,24 @@ fn main() {
         // The narrated lab runs on one thread with tokio's clock paused: time
         // only moves when every task is waiting, so the run is the same every
         // time (and a 5-minute timeout takes no time at all).
-        Lab::Replicaset => {
+        Lab::Replicaset | Lab::Scheduler => {
             init_tracing("warn");
+            let scheduler = matches!(cli.lab, Lab::Scheduler);
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .start_paused(true)
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(labs::controllers::lab::run(&mut std::io::stdout())))
+                .and_then(|rt| {
+                    rt.block_on(async {
+                        let out = &mut std::io::stdout();
+                        if scheduler {
+                            labs::scheduler::lab::run(out).await
+                        } else {
+                            labs::controllers::lab::run(out).await
+                        }
+                    })
+                })
         }
         Lab::Rollout(args) => {
             init_tracing("warn");
@@ -151,9 +194,22 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         Lab::Store => labs::store::lab::run(&mut std::io::stdout()).await,
         Lab::Apiserver(args) => labs::apiserver::run(args.port, &args.kubeconfig).await,
         Lab::Cluster(args) => {
-            labs::cluster::run(args.server.port, &args.server.kubeconfig, &args.without).await
+            let options = labs::cluster::ClusterOptions {
+                without: args.without,
+                seed: args.seed,
+                node_monitor_grace_period: args.node_monitor_grace_period,
+            };
+            labs::cluster::run(
+                args.server.port,
+                &args.server.kubeconfig,
+                &options,
+                args.toleration_seconds,
+            )
+            .await
         }
-        Lab::Replicaset | Lab::Rollout(_) => unreachable!("runs on its own runtime"),
+        Lab::Replicaset | Lab::Scheduler | Lab::Rollout(_) => {
+            unreachable!("runs on its own runtime")
+        }
         Lab::ControllerManager {
             kubeconfig,
             without,
@@ -167,5 +223,8 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         Lab::Bench {
             which: Bench::Rollout(args),
         } => labs::controllers::rollout_bench::run(args).await,
+        Lab::Bench {
+            which: Bench::Scheduler(args),
+        } => labs::scheduler::bench::run(args).await,
     }
 }

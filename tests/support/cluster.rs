@@ -137,3 +137,54 @@ pub fn active(pod: &Pod) -> bool {
 pub fn controller_name(pod: &Pod) -> Option<String> {
     labs::controllers::replicaset::controller_of(&pod.metadata).map(|o| o.name.clone())
 }
+
+/// A Node as a kubelet would register it: `cpu` cores and `memory`,
+/// 110 pod slots, the hostname label, and `Ready=True` with heartbeat
+/// number `beat` (any change of it is a new heartbeat).
+pub fn node(name: &str, cpu: &str, memory: &str, beat: i64) -> k8s_openapi::api::core::v1::Node {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "status": {
+            "capacity": {"cpu": cpu, "memory": memory, "pods": "110"},
+            "allocatable": {"cpu": cpu, "memory": memory, "pods": "110"},
+            "conditions": [ready_condition(beat)],
+        },
+    }))
+    .expect("a valid Node")
+}
+
+/// The `Ready=True` condition a kubelet posts, heartbeat number `beat`.
+pub fn ready_condition(beat: i64) -> serde_json::Value {
+    let at = k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + beat)
+        .expect("a valid time")
+        .to_string();
+    serde_json::json!({
+        "type": "Ready", "status": "True", "reason": "KubeletReady",
+        "message": "kubelet is posting ready status",
+        "lastHeartbeatTime": at, "lastTransitionTime": "2023-11-14T22:13:20Z",
+    })
+}
+
+/// A pod requesting `cpu` (and 64Mi), not owned by anything.
+pub fn pod(name: &str, cpu: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": [{
+            "name": "app", "image": "workbook/demo-app:v1",
+            "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}},
+        }]},
+    }))
+    .expect("a valid Pod")
+}
+
+/// The node a pod is bound to, if any.
+pub fn node_of(pod: &Pod) -> Option<String> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty())
+}

@@ -15,10 +15,11 @@
 //! fields as on a real cluster. Left out on purpose, because upstream adds
 //! them in *admission plugins* or the registry rather than in defaulting:
 //! `serviceAccountName` and the token volume (ServiceAccount admission),
-//! `priority`/`preemptionPolicy` (Priority admission), the 300 s
-//! not-ready/unreachable tolerations (DefaultTolerationSeconds), Service
+//! `priority`/`preemptionPolicy` (Priority admission), Service
 //! `clusterIP` allocation, and the namespace `kubernetes` finalizer (which
-//! only makes sense with a namespace controller to remove it).
+//! only makes sense with a namespace controller to remove it). One
+//! admission plugin *is* here, [`default_toleration_seconds`], because the
+//! node lifecycle controller's evictions depend on it.
 
 use serde_json::{Map, Value, json};
 
@@ -55,6 +56,54 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         _ => {}
     }
 }
+
+// ANCHOR: default_toleration_seconds
+/// The DefaultTolerationSeconds admission plugin, on pod creation: a pod
+/// that does not already tolerate `node.kubernetes.io/not-ready` or
+/// `node.kubernetes.io/unreachable` with effect NoExecute gets a toleration
+/// for it limited to `tolerationSeconds`. So when its node stops reporting
+/// (and the node lifecycle controller taints it), the pod is not evicted at
+/// once — a network blip should not reschedule everything — but after that
+/// long (300 s upstream).
+///
+/// Upstream runs this as admission, not defaulting: it happens only on
+/// create, and the seconds are an API server flag. It is here because it
+/// edits the object the same way defaulting does.
+pub fn default_toleration_seconds(
+    pod: &mut Value,
+    not_ready_seconds: i64,
+    unreachable_seconds: i64,
+) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    set_default(spec, "tolerations", json!([]));
+    let Some(tolerations) = spec.get_mut("tolerations").and_then(Value::as_array_mut) else {
+        return;
+    };
+    // A toleration with an empty key or effect matches any key or effect.
+    let tolerates = |tolerations: &[Value], key: &str| {
+        tolerations.iter().any(|t| {
+            let field = |f: &str| t.get(f).and_then(Value::as_str).unwrap_or("");
+            (field("key") == key || field("key").is_empty())
+                && (field("effect") == "NoExecute" || field("effect").is_empty())
+        })
+    };
+    for (key, seconds) in [
+        ("node.kubernetes.io/not-ready", not_ready_seconds),
+        ("node.kubernetes.io/unreachable", unreachable_seconds),
+    ] {
+        if !tolerates(tolerations, key) {
+            tolerations.push(json!({
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": seconds,
+            }));
+        }
+    }
+}
+// ANCHOR_END: default_toleration_seconds
 
 /// Sets `key` to `value` unless it already holds a non-null value.
 fn set_default(obj: &mut Map<String, Value>, key: &str, value: Value) {
@@ -649,5 +698,24 @@ mod tests {
             json!({"spec":{"template":{"spec":{"containers":"x"}}}}),
         );
         let _ = defaulted("Deployment", json!({"spec":7}));
+    }
+
+    #[test]
+    fn default_toleration_seconds_adds_what_is_not_tolerated_yet() {
+        let mut pod = json!({"spec": {"tolerations": [
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 6000}
+        ]}});
+        default_toleration_seconds(&mut pod, 300, 300);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 6000},
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+        // Tolerating everything (empty key, operator Exists) needs nothing more.
+        let mut pod = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        default_toleration_seconds(&mut pod, 5, 5);
+        assert_eq!(pod["spec"]["tolerations"], json!([{"operator": "Exists"}]));
     }
 }

@@ -490,6 +490,14 @@ fn create_object(api: &ApiServer, call: &Call, mut obj: Value) -> Result<Value, 
     let url_ns = call.target.namespace.as_deref();
     prepare_create(r, url_ns, &mut obj)?;
     defaults::apply_defaults(r.kind, &mut obj);
+    if r.kind == "Pod" {
+        let config = api.config();
+        defaults::default_toleration_seconds(
+            &mut obj,
+            config.default_not_ready_toleration_seconds,
+            config.default_unreachable_toleration_seconds,
+        );
+    }
     if r.kind == "Service" {
         allocate_service_addresses(api, &mut obj)?;
     }
@@ -1193,6 +1201,21 @@ pub fn bind(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
             ));
         }
         pod["spec"]["nodeName"] = json!(node);
+        // The Binding's annotations are copied onto the pod (upstream's
+        // `setPodNodeAndMetadata`): a scheduler can record something about
+        // its decision in the same write that binds.
+        if let Some(Value::Object(annotations)) = binding.pointer("/metadata/annotations")
+            && !annotations.is_empty()
+        {
+            let meta = meta_mut(&mut pod);
+            let target = meta.entry("annotations").or_insert_with(|| json!({}));
+            if !target.is_object() {
+                *target = json!({});
+            }
+            for (k, v) in annotations {
+                target[k.as_str()] = v.clone();
+            }
+        }
         let conditions = pod["status"]
             .as_object_mut()
             .map(|s| s.entry("conditions").or_insert_with(|| json!([])));

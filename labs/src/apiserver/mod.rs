@@ -63,6 +63,14 @@ pub struct Config {
     /// How long a watch without `timeoutSeconds` stays open. Upstream
     /// picks a random value between 30 and 60 minutes.
     pub default_watch_timeout: Duration,
+    /// The `tolerationSeconds` of the not-ready / unreachable tolerations
+    /// every new pod gets (the DefaultTolerationSeconds admission plugin,
+    /// `--default-not-ready-toleration-seconds` and
+    /// `--default-unreachable-toleration-seconds`; 300 upstream). How long a
+    /// pod stays on a node that stopped reporting before it is evicted; the
+    /// labs shorten it.
+    pub default_not_ready_toleration_seconds: i64,
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 impl Default for Config {
@@ -71,6 +79,8 @@ impl Default for Config {
             max_body_bytes: 3 * 1024 * 1024,
             bookmark_interval: Duration::from_secs(60),
             default_watch_timeout: Duration::from_secs(1800),
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
         }
     }
 }

@@ -111,6 +111,14 @@ where
         }
     }
 
+    /// Watch only the objects matching a field selector, e.g. the
+    /// scheduler's `status.phase!=Succeeded,status.phase!=Failed`. An
+    /// object that stops matching arrives as a deletion.
+    pub fn with_field_selector(mut self, selector: &str) -> Self {
+        self.config = self.config.fields(selector);
+        self
+    }
+
     pub fn with_resync(mut self, period: Duration) -> Self {
         self.resync = Some(period);
         self

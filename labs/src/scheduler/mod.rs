@@ -18,11 +18,12 @@
 //! This module is the **pure decision core**: [`schedule`] takes a pod and a
 //! [`Snapshot`] of the nodes and returns a [`Decision`] — no API calls, no
 //! async, no clock — so it can be table-tested and explained line by line.
-//! Watching pending pods, binding, retrying and Events are plumbing, kept
-//! elsewhere.
+//! Watching pending pods, the scheduling queue, binding, retrying and
+//! Events are plumbing: [`plumbing`] and [`queue`]. `labs scheduler`
+//! ([`lab`]) narrates it all.
 //!
-//! What we leave out (each would add machinery, not a new idea): the
-//! scheduling queue and priorities, preemption, NodePorts, volume plugins,
+//! What we leave out (each would add machinery, not a new idea):
+//! preemption, NodePorts, volume plugins,
 //! InterPodAffinity, ImageLocality, extended resources, a pod's own
 //! `topologySpreadConstraints` (we always use the system defaults),
 //! pod-level resources, extenders and multiple profiles.
@@ -30,7 +31,10 @@
 pub mod bench;
 pub mod decision;
 pub mod filters;
+pub mod lab;
+pub mod plumbing;
 pub mod quantity;
+pub mod queue;
 pub mod rng;
 pub mod scores;
 pub mod snapshot;
