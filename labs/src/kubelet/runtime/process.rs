@@ -1,0 +1,441 @@
+//! The process runtime: containers as child processes, no Docker.
+//!
+//! It knows one image family, the workload's: `workbook/demo-app:<tag>` runs
+//! the demo app at version `<tag>`, as a child process of this very binary
+//! (`labs app --listen <pod IP>:<port> --app-version <tag>`, a hidden
+//! subcommand), so nothing needs building or pulling. Any other image fails
+//! the way an image that does not exist fails on a real node: `ErrImagePull`,
+//! then `ImagePullBackOff` — the official tutorial's broken-version moment.
+//!
+//! What a real runtime isolates, this one does not: the process shares the
+//! host's filesystem, users and network namespace. What it keeps is what
+//! the lessons need:
+//!
+//! * **its own IP per pod** on loopback ([`super::LoopbackIpam`]), so every
+//!   pod listens on the same port and probes are real HTTP;
+//! * **a clean environment**: only `PATH`, `HOSTNAME`, `POD_NAME` and the
+//!   container's resolved `env`, not the kubelet's variables;
+//! * **logs** of stdout and stderr per instance, kept until removed;
+//! * **graceful stop**: SIGTERM, the grace period, then SIGKILL; children
+//!   are always reaped, and killed when the runtime is dropped.
+//!
+//! Exec probes run the command **on the host** with the container's
+//! environment (there is no container to enter): `cat /tmp/healthy` reads
+//! the host's `/tmp`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use k8s_openapi::jiff::Timestamp;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use super::{
+    ContainerConfig, ContainerId, ContainerStatus, ExecResult, ImageRef, LoopbackIpam, PullError,
+    Runtime, RuntimeError, RuntimeState, SandboxConfig, SandboxInfo, container_port, fake_image_id,
+    hex_id,
+};
+use crate::kubelet::Clock;
+use crate::kubelet::logs::{LogBuffer, LogLine, LogStream};
+
+/// The repository the process runtime can "pull".
+pub const DEMO_APP_REPOSITORY: &str = "workbook/demo-app";
+
+/// How to run the workload.
+#[derive(Clone, Debug)]
+pub struct ProcessConfig {
+    /// The executable with the hidden `app` subcommand: the `labs` binary
+    /// itself in a cluster (`std::env::current_exe()`), the built `labs`
+    /// binary in tests (`env!("CARGO_BIN_EXE_labs")`).
+    pub exe: PathBuf,
+    /// If set, only these tags exist (`v1`, `v2`): any other tag fails to
+    /// pull. By default every tag exists.
+    pub tags: Option<Vec<String>>,
+}
+
+impl ProcessConfig {
+    pub fn current_exe() -> std::io::Result<Self> {
+        Ok(ProcessConfig {
+            exe: std::env::current_exe()?,
+            tags: None,
+        })
+    }
+}
+
+/// `(exit code, finished at)` once the process has exited.
+type Exit = Option<(i32, Timestamp)>;
+
+struct Proc {
+    status: ContainerStatus,
+    pid: u32,
+    exit: watch::Receiver<Exit>,
+    logs: LogBuffer,
+    env: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sandboxes: HashMap<String, SandboxInfo>,
+    containers: HashMap<ContainerId, Proc>,
+    next_id: u64,
+}
+
+/// The process runtime. Not `Clone`: dropping it kills every container it
+/// started (share it with an `Arc`).
+pub struct ProcessRuntime {
+    config: ProcessConfig,
+    clock: Clock,
+    ipam: LoopbackIpam,
+    // A std Mutex: held for map operations only, never across an await.
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// `workbook/demo-app:v1` (or `docker.io/workbook/demo-app:v1`) → `v1`.
+fn demo_app_tag(image: &str) -> Option<&str> {
+    let (repo, tag) = match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (image, "latest"),
+    };
+    let repo = repo.strip_prefix("docker.io/").unwrap_or(repo);
+    (repo == DEMO_APP_REPOSITORY && !tag.is_empty()).then_some(tag)
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) has no memory-safety preconditions. The pid is one of
+    // our children that has not been reaped yet (we check the exit channel
+    // first), so it cannot have been reused by another process.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+impl ProcessRuntime {
+    pub fn new(config: ProcessConfig, clock: Clock, ipam: LoopbackIpam) -> Self {
+        ProcessRuntime {
+            config,
+            clock,
+            ipam,
+            inner: Arc::new(Mutex::new(Inner::default())),
+        }
+    }
+
+    /// SIGKILL every running container and wait for them to be reaped.
+    pub async fn shutdown(&self) {
+        let running: Vec<watch::Receiver<Exit>> = {
+            let inner = self.inner.lock().unwrap();
+            inner
+                .containers
+                .values()
+                .filter(|p| p.exit.borrow().is_none())
+                .map(|p| {
+                    signal(p.pid, libc::SIGKILL);
+                    p.exit.clone()
+                })
+                .collect()
+        };
+        for mut exit in running {
+            let _ = exit.wait_for(|e| e.is_some()).await;
+        }
+    }
+
+    fn proc<T>(&self, id: &ContainerId, f: impl FnOnce(&Proc) -> T) -> Result<T, RuntimeError> {
+        let inner = self.inner.lock().unwrap();
+        let p = inner
+            .containers
+            .get(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.clone()))?;
+        Ok(f(p))
+    }
+}
+
+impl Drop for ProcessRuntime {
+    fn drop(&mut self) {
+        // The waiter tasks reap them (or tokio does, if the tokio runtime is
+        // going away too: the children are `kill_on_drop`).
+        if let Ok(inner) = self.inner.lock() {
+            for p in inner
+                .containers
+                .values()
+                .filter(|p| p.exit.borrow().is_none())
+            {
+                signal(p.pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Copy one pipe into the log, line by line.
+async fn pump(pipe: impl AsyncRead + Unpin, logs: LogBuffer, stream: LogStream, clock: Clock) {
+    let mut lines = BufReader::new(pipe).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        logs.push(clock.now(), stream, line);
+    }
+}
+
+impl Runtime for ProcessRuntime {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<ImageRef, PullError> {
+        match demo_app_tag(image) {
+            Some(tag)
+                if self
+                    .config
+                    .tags
+                    .as_ref()
+                    .is_none_or(|tags| tags.iter().any(|t| t == tag)) =>
+            {
+                Ok(ImageRef {
+                    image: image.to_string(),
+                    image_id: fake_image_id(image),
+                })
+            }
+            _ => Err(PullError::not_found(image)),
+        }
+    }
+
+    async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo, RuntimeError> {
+        let ip = self.ipam.allocate(&config.uid)?;
+        let mut inner = self.inner.lock().unwrap();
+        inner.next_id += 1;
+        let info = SandboxInfo {
+            id: hex_id("", inner.next_id),
+            ip,
+            config: config.clone(),
+        };
+        inner.sandboxes.insert(info.id.clone(), info.clone());
+        Ok(info)
+    }
+
+    async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
+        let removed = self.inner.lock().unwrap().sandboxes.remove(sandbox_id);
+        if let Some(s) = removed {
+            self.ipam.release(&s.config.uid);
+        }
+        Ok(())
+    }
+
+    // ANCHOR: start_process
+    async fn start_container(
+        &self,
+        sandbox: &SandboxInfo,
+        config: &ContainerConfig,
+    ) -> Result<ContainerId, RuntimeError> {
+        let tag = demo_app_tag(&config.image.image).ok_or_else(|| {
+            RuntimeError::Failed(format!("cannot run image {}", config.image.image))
+        })?;
+        let listen = format!("{}:{}", sandbox.ip, container_port(&config.container));
+        let mut cmd = Command::new(&self.config.exe);
+        cmd.args(["app", "--listen", &listen, "--app-version", tag])
+            // A container sees its own environment, not the kubelet's.
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOSTNAME", &sandbox.config.name)
+            .env("POD_NAME", &sandbox.config.name)
+            .env("NO_COLOR", "1") // plain logs, as a log file would hold
+            .envs(config.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a Ctrl-C in the terminal reaches the
+            // kubelet, which then decides how to stop its containers.
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            RuntimeError::Failed(format!(
+                "failed to start {}: {e}",
+                self.config.exe.display()
+            ))
+        })?;
+        let pid = child.id().expect("a child that was just spawned has a pid");
+        let started_at = self.clock.now();
+        let logs = LogBuffer::default();
+        let clock = self.clock;
+        let out = tokio::spawn(pump(
+            child.stdout.take().expect("piped"),
+            logs.clone(),
+            LogStream::Stdout,
+            clock,
+        ));
+        let err = tokio::spawn(pump(
+            child.stderr.take().expect("piped"),
+            logs.clone(),
+            LogStream::Stderr,
+            clock,
+        ));
+        let (exit_tx, exit_rx) = watch::channel(None);
+
+        let id = {
+            let mut inner = self.inner.lock().unwrap();
+            inner.next_id += 1;
+            let id = ContainerId(hex_id("process://", inner.next_id));
+            inner.containers.insert(
+                id.clone(),
+                Proc {
+                    status: ContainerStatus {
+                        id: id.clone(),
+                        pod_uid: sandbox.config.uid.clone(),
+                        name: config.container.name.clone(),
+                        attempt: config.attempt,
+                        image: config.image.clone(),
+                        started_at,
+                        state: RuntimeState::Running,
+                    },
+                    pid,
+                    exit: exit_rx,
+                    logs: logs.clone(),
+                    env: config.env.clone(),
+                },
+            );
+            id
+        };
+
+        // The waiter: reaps the child (no zombies), records how it ended.
+        // It holds the runtime weakly, so dropping the runtime is not
+        // prevented by its own children.
+        let weak: Weak<Mutex<Inner>> = Arc::downgrade(&self.inner);
+        let waiter_id = id.clone();
+        tokio::spawn(async move {
+            let code = match child.wait().await {
+                Ok(status) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    // Like container runtimes: killed by signal N → 128 + N.
+                    status
+                        .code()
+                        .or(status.signal().map(|s| 128 + s))
+                        .unwrap_or(-1)
+                }
+                Err(_) => -1,
+            };
+            let finished_at = clock.now();
+            let _ = out.await;
+            let _ = err.await;
+            logs.close();
+            if let Some(inner) = weak.upgrade()
+                && let Some(p) = inner.lock().unwrap().containers.get_mut(&waiter_id)
+            {
+                p.status.state = RuntimeState::Exited {
+                    exit_code: code,
+                    finished_at,
+                    reason: None,
+                };
+            }
+            let _ = exit_tx.send(Some((code, finished_at)));
+        });
+        Ok(id)
+    }
+    // ANCHOR_END: start_process
+
+    // ANCHOR: stop_process
+    async fn stop_container(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
+        let (pid, mut exit) = self.proc(id, |p| (p.pid, p.exit.clone()))?;
+        if exit.borrow().is_some() {
+            return Ok(());
+        }
+        signal(pid, libc::SIGTERM);
+        let exited = tokio::time::timeout(grace, exit.wait_for(|e| e.is_some()))
+            .await
+            .is_ok();
+        if !exited {
+            // The grace period is over.
+            if exit.borrow().is_none() {
+                signal(pid, libc::SIGKILL);
+            }
+            let _ = exit.wait_for(|e| e.is_some()).await;
+        }
+        Ok(())
+    }
+    // ANCHOR_END: stop_process
+
+    async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let running = self
+            .proc(id, |p| p.exit.borrow().is_none())
+            .unwrap_or(false);
+        if running {
+            return Err(RuntimeError::Failed(format!(
+                "container {id} is running; stop it first"
+            )));
+        }
+        self.inner.lock().unwrap().containers.remove(id);
+        Ok(())
+    }
+
+    async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError> {
+        self.proc(id, |p| p.status.clone())
+    }
+
+    async fn list_containers(&self) -> Vec<ContainerStatus> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .containers
+            .values()
+            .map(|p| p.status.clone())
+            .collect()
+    }
+
+    async fn logs(&self, id: &ContainerId) -> Result<Vec<LogLine>, RuntimeError> {
+        self.proc(id, |p| p.logs.lines())
+    }
+
+    async fn follow_logs(
+        &self,
+        id: &ContainerId,
+    ) -> Result<BoxStream<'static, LogLine>, RuntimeError> {
+        self.proc(id, |p| p.logs.follow().boxed())
+    }
+
+    async fn exec_sync(
+        &self,
+        id: &ContainerId,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecResult, RuntimeError> {
+        let env = self.proc(id, |p| p.env.clone())?;
+        let Some((program, args)) = command.split_first() else {
+            return Err(RuntimeError::Failed("empty command".into()));
+        };
+        let run = Command::new(program)
+            .args(args)
+            .envs(env)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        match tokio::time::timeout(timeout, run).await {
+            Err(_) => Err(RuntimeError::Failed(format!(
+                "command {command:?} timed out"
+            ))),
+            Ok(Err(e)) => Err(RuntimeError::Failed(format!(
+                "command {command:?} failed: {e}"
+            ))),
+            Ok(Ok(out)) => Ok(ExecResult {
+                exit_code: out.status.code().unwrap_or(-1),
+                output: String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_app_tags() {
+        assert_eq!(demo_app_tag("workbook/demo-app:v1"), Some("v1"));
+        assert_eq!(demo_app_tag("docker.io/workbook/demo-app:v2"), Some("v2"));
+        assert_eq!(demo_app_tag("workbook/demo-app"), Some("latest"));
+        assert_eq!(demo_app_tag("nginx:1.27"), None);
+        assert_eq!(
+            demo_app_tag("gcr.io/google-samples/kubernetes-bootcamp:v10"),
+            None
+        );
+    }
+}
