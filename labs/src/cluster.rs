@@ -16,6 +16,11 @@ use anyhow::Context;
 
 use crate::apiserver::{ApiServer, kubeconfig};
 use crate::controllers::manager::{ControllerManager, ManagerOptions};
+use crate::kubelet::Clock;
+use crate::kubelet::agent::{Kubelet, KubeletConfig};
+use crate::kubelet::runtime::LoopbackIpam;
+use crate::kubelet::runtime::process::{ProcessConfig, ProcessRuntime};
+use crate::kubelet::runtime::simulated::{SimulatedConfig, SimulatedRuntime};
 use crate::store::Store;
 
 /// A component of `labs cluster` that `--without` can leave out.
@@ -23,10 +28,68 @@ use crate::store::Store;
 pub enum Component {
     /// The controller manager (ReplicaSet controller and garbage collector).
     Controllers,
+    /// The kubelets: pods are bound to nodes but nothing runs them.
+    Kubelet,
+}
+
+/// The container runtime of the cluster's kubelets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// No processes: containers are records with configured behaviour.
+    Simulated,
+    /// `workbook/demo-app:<tag>` runs as a child process on the pod's own
+    /// loopback address.
+    Process,
+}
+
+/// The nodes of `labs cluster`.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeOptions {
+    pub nodes: usize,
+    pub runtime: RuntimeKind,
+}
+
+/// One kubelet per node `node-1..N`, all on one runtime of `kind` (so pod
+/// IPs are unique across the cluster), each registered with the API server
+/// for `kubectl logs`.
+async fn start_kubelets(
+    api: &ApiServer,
+    opts: NodeOptions,
+) -> anyhow::Result<(Vec<Kubelet>, Option<Arc<ProcessRuntime>>)> {
+    let clock = Clock::system();
+    let ipam = LoopbackIpam::default();
+    let mut kubelets = Vec::new();
+    let mut process = None;
+    for i in 1..=opts.nodes {
+        let config = KubeletConfig::new(format!("node-{i}"));
+        let kubelet = match opts.runtime {
+            RuntimeKind::Simulated => {
+                let rt = SimulatedRuntime::new(SimulatedConfig::default(), clock, ipam.clone());
+                Kubelet::start(api.client(), Arc::new(rt), config, clock)
+            }
+            RuntimeKind::Process => {
+                let exe = ProcessConfig::current_exe()
+                    .context("cannot find the labs executable to run containers")?;
+                let rt = Arc::new(ProcessRuntime::new(exe, clock, ipam.clone()));
+                // One runtime per node; the last one is kept to stop its
+                // children — every runtime kills its children when dropped.
+                process = Some(Arc::clone(&rt));
+                Kubelet::start(api.client(), rt, config, clock)
+            }
+        };
+        api.register_kubelet(kubelet.node_name(), kubelet.logs());
+        kubelets.push(kubelet);
+    }
+    Ok((kubelets, process))
 }
 
 /// `labs cluster`: serve the API, start the controllers, run until Ctrl-C.
-pub async fn run(port: u16, kubeconfig_path: &Path, without: &[Component]) -> anyhow::Result<()> {
+pub async fn run(
+    port: u16,
+    kubeconfig_path: &Path,
+    without: &[Component],
+    nodes: NodeOptions,
+) -> anyhow::Result<()> {
     let api = ApiServer::new(Store::new());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -36,7 +99,19 @@ pub async fn run(port: u16, kubeconfig_path: &Path, without: &[Component]) -> an
         .with_context(|| format!("cannot write the kubeconfig {}", kubeconfig_path.display()))?;
     let controllers = (!without.contains(&Component::Controllers))
         .then(|| ControllerManager::start(api.client(), ManagerOptions::default()));
+    let (kubelets, _process) = if without.contains(&Component::Kubelet) {
+        (Vec::new(), None)
+    } else {
+        start_kubelets(&api, nodes).await?
+    };
     println!("API server listening on http://{addr}");
+    match kubelets.len() {
+        0 => println!("kubelets: none (--without kubelet)"),
+        n => println!(
+            "kubelets: {n} ({:?} runtime): node-1..node-{n}",
+            nodes.runtime
+        ),
+    }
     match &controllers {
         Some(_) => println!("controllers: replicaset-controller, garbage-collector"),
         None => println!("controllers: none (--without controllers)"),
@@ -46,6 +121,9 @@ pub async fn run(port: u16, kubeconfig_path: &Path, without: &[Component]) -> an
         .await?;
     if let Some(controllers) = controllers {
         controllers.shutdown().await?;
+    }
+    for kubelet in kubelets {
+        kubelet.stop().await;
     }
     println!("cluster stopped");
     Ok(())

@@ -57,6 +57,12 @@ struct ClusterArgs {
     /// Leave a component out, to see what breaks without it.
     #[arg(long, value_enum)]
     without: Vec<labs::cluster::Component>,
+    /// How many nodes (each with its kubelet): node-1..node-N.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// The kubelets' container runtime.
+    #[arg(long, value_enum, default_value_t = labs::cluster::RuntimeKind::Process)]
+    runtime: labs::cluster::RuntimeKind,
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,7 +134,17 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         Lab::Store => labs::store::lab::run(&mut std::io::stdout()).await,
         Lab::Apiserver(args) => labs::apiserver::run(args.port, &args.kubeconfig).await,
         Lab::Cluster(args) => {
-            labs::cluster::run(args.server.port, &args.server.kubeconfig, &args.without).await
+            let nodes = labs::cluster::NodeOptions {
+                nodes: args.nodes,
+                runtime: args.runtime,
+            };
+            labs::cluster::run(
+                args.server.port,
+                &args.server.kubeconfig,
+                &args.without,
+                nodes,
+            )
+            .await
         }
         Lab::Replicaset => unreachable!("runs on its own runtime"),
         Lab::ControllerManager { kubeconfig } => labs::controllers::manager::run(kubeconfig).await,
