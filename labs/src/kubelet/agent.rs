@@ -540,7 +540,10 @@ async fn pod_worker<R: Runtime>(
             .map(|t| instant_of(&s.clock, t))
             // Nothing due: still sync now and then, as upstream's periodic
             // resync (every minute) does.
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(60));
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(60))
+            // A due time already past (a backoff that has just ended) must
+            // not make the worker spin: wait at least one relist period.
+            .max(tokio::time::Instant::now() + s.config.relist_period);
         tokio::select! {
             _ = s.shutdown.cancelled() => return,
             changed = updates.changed() => if changed.is_err() { return },
