@@ -1,13 +1,13 @@
 //! `labs cluster`: the whole lab cluster in one process — the API server on
 //! loopback for kubectl, and the components (controllers, scheduler, node
-//! lifecycle controller) as tasks, each talking to the API server through
+//! lifecycle controller, one kubelet per node) as tasks, each talking to the API server through
 //! its own in-process client, exactly as they would over the network.
 //!
 //! Components can be left out (`--without controllers`) to see what breaks:
 //! without the controller manager a ReplicaSet never gets pods, and a
 //! `kubectl delete --cascade=orphan` waits forever for a garbage collector
 //! to remove the `orphan` finalizer; without the scheduler every pod stays
-//! Pending.
+//! Pending; without the kubelets, pods are bound to nodes but never run.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,6 +21,11 @@ use tokio_util::sync::CancellationToken;
 use crate::apiserver::{ApiServer, Config, kubeconfig};
 use crate::controllers::manager::{ControllerManager, ManagerOptions};
 use crate::controllers::nodelifecycle::{self, NodeLifecycleController};
+use crate::kubelet::Clock;
+use crate::kubelet::agent::{Kubelet, KubeletConfig};
+use crate::kubelet::runtime::LoopbackIpam;
+use crate::kubelet::runtime::process::{ProcessConfig, ProcessRuntime};
+use crate::kubelet::runtime::simulated::{SimulatedConfig, SimulatedRuntime};
 use crate::scheduler::plumbing::{self, DefaultScheduler};
 use crate::store::Store;
 
@@ -40,6 +45,53 @@ pub enum Component {
     /// kube-controller-manager; it is separate here so it can be left out
     /// on its own.)
     NodeLifecycle,
+    /// The kubelets: pods are bound to nodes but nothing runs them.
+    Kubelet,
+}
+
+/// The container runtime of the cluster's kubelets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// No processes: containers are records with configured behaviour.
+    Simulated,
+    /// `workbook/demo-app:<tag>` runs as a child process on the pod's own
+    /// loopback address.
+    Process,
+}
+
+/// The nodes of `labs cluster`.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeOptions {
+    pub nodes: usize,
+    pub runtime: RuntimeKind,
+}
+
+/// One kubelet per node `node-1..N`, all sharing one address allocator (so
+/// pod IPs are unique across the cluster), each registered with the API
+/// server for `kubectl logs`.
+fn start_kubelets(api: &ApiServer, opts: NodeOptions) -> anyhow::Result<Vec<Kubelet>> {
+    let clock = Clock::system();
+    let ipam = LoopbackIpam::default();
+    let mut kubelets = Vec::new();
+    for i in 1..=opts.nodes {
+        let config = KubeletConfig::new(format!("node-{i}"));
+        let kubelet = match opts.runtime {
+            RuntimeKind::Simulated => {
+                let rt = SimulatedRuntime::new(SimulatedConfig::default(), clock, ipam.clone());
+                Kubelet::start(api.client(), Arc::new(rt), config, clock)
+            }
+            RuntimeKind::Process => {
+                let exe = ProcessConfig::current_exe()
+                    .context("cannot find the labs executable to run containers")?;
+                // One runtime per node; each kills its children when dropped.
+                let rt = Arc::new(ProcessRuntime::new(exe, clock, ipam.clone()));
+                Kubelet::start(api.client(), rt, config, clock)
+            }
+        };
+        api.register_kubelet(kubelet.node_name(), kubelet.logs());
+        kubelets.push(kubelet);
+    }
+    Ok(kubelets)
 }
 
 /// How `labs cluster` (and the tests) start the components.
@@ -147,6 +199,7 @@ pub async fn run(
     kubeconfig_path: &Path,
     options: &ClusterOptions,
     toleration_seconds: i64,
+    nodes: NodeOptions,
 ) -> anyhow::Result<()> {
     let api = ApiServer::with_config(Store::new(), api_config(toleration_seconds));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -156,7 +209,19 @@ pub async fn run(
     kubeconfig::write_kubeconfig(kubeconfig_path, addr)
         .with_context(|| format!("cannot write the kubeconfig {}", kubeconfig_path.display()))?;
     let components = Components::start(&api, options);
+    let kubelets = if options.without.contains(&Component::Kubelet) {
+        Vec::new()
+    } else {
+        start_kubelets(&api, nodes)?
+    };
     println!("API server listening on http://{addr}");
+    match kubelets.len() {
+        0 => println!("kubelets: none"),
+        n => println!(
+            "kubelets: {n} ({:?} runtime): node-1..node-{n}",
+            nodes.runtime
+        ),
+    }
     if components.running.is_empty() {
         println!("components: none");
     } else {
@@ -172,6 +237,9 @@ pub async fn run(
     api.serve(listener, crate::apiserver::shutdown_signal())
         .await?;
     components.shutdown().await?;
+    for kubelet in kubelets {
+        kubelet.stop().await;
+    }
     println!("cluster stopped");
     Ok(())
 }

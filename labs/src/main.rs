@@ -78,6 +78,12 @@ struct ClusterArgs {
     /// server's DefaultTolerationSeconds; 300 upstream).
     #[arg(long, default_value_t = 300)]
     toleration_seconds: i64,
+    /// How many nodes (each with its kubelet): node-1..node-N.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// The kubelets' container runtime.
+    #[arg(long, value_enum, default_value_t = labs::cluster::RuntimeKind::Process)]
+    runtime: labs::cluster::RuntimeKind,
 }
 
 /// `40s`, `5m` or a plain number of seconds.
@@ -199,11 +205,16 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
                 seed: args.seed,
                 node_monitor_grace_period: args.node_monitor_grace_period,
             };
+            let nodes = labs::cluster::NodeOptions {
+                nodes: args.nodes,
+                runtime: args.runtime,
+            };
             labs::cluster::run(
                 args.server.port,
                 &args.server.kubeconfig,
                 &options,
                 args.toleration_seconds,
+                nodes,
             )
             .await
         }

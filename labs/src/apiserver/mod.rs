@@ -40,6 +40,7 @@ pub mod bench;
 pub mod discovery;
 pub mod handlers;
 pub mod kubeconfig;
+pub mod logs;
 pub mod resources;
 pub mod server;
 pub mod status;
@@ -99,6 +100,8 @@ struct Inner {
     /// graceful HTTP shutdown waits for every response to finish, and a
     /// watch would otherwise run for its full timeout.
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// The kubelets' log endpoints by node name ([`logs`]).
+    kubelets: logs::Registry,
 }
 
 /// The namespaces a fresh cluster has. Creating a namespaced object needs
@@ -117,6 +120,7 @@ impl ApiServer {
                 store,
                 config,
                 shutdown,
+                kubelets: Default::default(),
             }),
         };
         for ns in INITIAL_NAMESPACES {
@@ -136,6 +140,36 @@ impl ApiServer {
     /// The axum router serving the whole API.
     pub fn router(&self) -> axum::Router {
         server::router(self.clone())
+    }
+
+    /// A kubelet announces where its logs can be read: the in-process
+    /// stand-in for the API server → kubelet connection on port 10250
+    /// (see [`logs`]). A later registration for the same node replaces it.
+    pub fn register_kubelet(&self, node: &str, logs: Arc<dyn logs::NodeLogs>) {
+        self.inner
+            .kubelets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node.to_string(), logs);
+    }
+
+    /// The kubelet is gone (stopped, its node dead): `kubectl logs` for
+    /// its pods fails as a refused connection does.
+    pub fn unregister_kubelet(&self, node: &str) {
+        self.inner
+            .kubelets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(node);
+    }
+
+    pub(crate) fn kubelet(&self, node: &str) -> Option<Arc<dyn logs::NodeLogs>> {
+        self.inner
+            .kubelets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(node)
+            .cloned()
     }
 
     // ANCHOR: client

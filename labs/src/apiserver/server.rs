@@ -304,8 +304,13 @@ async fn dispatch(State(api): State<ApiServer>, req: Request) -> Response {
         (&Method::GET, false, Some(Subresource::Scale)) => handlers::get_scale(&api, &call),
         (&Method::PUT, false, Some(Subresource::Scale)) => handlers::update_scale(&api, &call),
         (&Method::POST, false, Some(Subresource::Binding)) => handlers::bind(&api, &call),
-        // Logs come from the kubelet; there is none yet.
-        (&Method::GET, false, Some(Subresource::Log)) => Err(ApiError::no_route()),
+        // Logs come from the kubelet of the pod's node.
+        (&Method::GET, false, Some(Subresource::Log)) => {
+            match super::logs::pod_log(&api, &call).await {
+                Ok(resp) => return resp,
+                Err(e) => Err(e),
+            }
+        }
         (m, _, _) => Err(ApiError::method_not_allowed(m.as_str())),
     };
     match result {

@@ -38,6 +38,7 @@
 //! }
 //! ```
 
+pub mod agent;
 pub mod backoff;
 pub mod env;
 pub mod logs;

@@ -200,6 +200,12 @@ pub trait Runtime: Send + Sync + 'static {
         config: &SandboxConfig,
     ) -> impl Future<Output = Result<SandboxInfo, RuntimeError>> + Send;
 
+    /// `ListPodSandbox`: the sandboxes that exist. A kubelet that restarts
+    /// adopts the sandbox of each of its pods from this list (and the
+    /// containers from [`Runtime::list_containers`]) instead of creating
+    /// them again.
+    fn list_pod_sandboxes(&self) -> impl Future<Output = Vec<SandboxInfo>> + Send;
+
     /// `StopPodSandbox` + `RemovePodSandbox`: release the pod's IP. Its
     /// containers must have been stopped.
     fn remove_pod_sandbox(

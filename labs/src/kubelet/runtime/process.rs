@@ -214,6 +214,11 @@ impl Runtime for ProcessRuntime {
         Ok(info)
     }
 
+    async fn list_pod_sandboxes(&self) -> Vec<SandboxInfo> {
+        let inner = self.inner.lock().unwrap();
+        inner.sandboxes.values().cloned().collect()
+    }
+
     async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
         let removed = self.inner.lock().unwrap().sandboxes.remove(sandbox_id);
         if let Some(s) = removed {

@@ -1,0 +1,150 @@
+//! `GET /api/v1/namespaces/{ns}/pods/{name}/log`: `kubectl logs`.
+//!
+//! The API server does not have the logs: they live on the node, in the
+//! container runtime's log files. A real API server answers this request by
+//! opening its own HTTPS connection to the **kubelet** of the pod's node
+//! (`https://<node>:10250/containerLogs/{ns}/{pod}/{container}`) and copying
+//! the answer through. Here every kubelet runs in the same process as the
+//! API server, so the stand-in for that connection is a registry: each
+//! kubelet registers a [`NodeLogs`] for its node name
+//! ([`ApiServer::register_kubelet`](super::ApiServer::register_kubelet)),
+//! and this handler forwards to the one of `spec.nodeName`. Nothing else
+//! goes that way; the kubelet still reads and writes objects only through
+//! the REST API.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use http::{HeaderValue, Method, StatusCode, header};
+
+use super::ApiServer;
+use super::handlers;
+use super::server::{Call, Query};
+use super::status::ApiError;
+
+/// What `kubectl logs` asked for (`PodLogOptions`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRequest {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    /// `--previous`: the instance before the current one.
+    pub previous: bool,
+    /// `-f`: keep the response open and stream new lines until the
+    /// container exits.
+    pub follow: bool,
+    /// `--tail=N`.
+    pub tail_lines: Option<usize>,
+    /// `--timestamps`: each line starts with its RFC 3339 time.
+    pub timestamps: bool,
+}
+
+/// The lines of a log, each ending in `\n`.
+pub type LogStream = BoxStream<'static, Bytes>;
+
+/// The kubelet's log endpoint, as the API server reaches it. An error is a
+/// message for a 400 answer ("container \"app\" in pod \"web\" is waiting to
+/// start: ContainerCreating"), as the kubelet's own errors come back.
+pub trait NodeLogs: Send + Sync + 'static {
+    fn logs(&self, req: LogRequest) -> BoxFuture<'static, Result<LogStream, String>>;
+}
+
+/// The kubelets by node name.
+pub(crate) type Registry = std::sync::RwLock<std::collections::HashMap<String, Arc<dyn NodeLogs>>>;
+
+/// Answers a `pods/{name}/log` request.
+pub async fn pod_log(api: &ApiServer, call: &Call) -> Result<Response, ApiError> {
+    // Read the pod as a plain GET would: it says which node to ask.
+    let get = Call {
+        method: Method::GET,
+        target: super::server::Target {
+            subresource: None,
+            ..call.target.clone()
+        },
+        query: Query::default(),
+        headers: Default::default(),
+        body: Bytes::new(),
+    };
+    let pod = handlers::get(api, &get)?.body;
+    let name = call.target.name.clone().unwrap_or_default();
+    let namespace = call.target.namespace.clone().unwrap_or_default();
+    let containers: Vec<String> = pod
+        .pointer("/spec/containers")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+        .chain(
+            pod.pointer("/spec/initContainers")
+                .and_then(|c| c.as_array())
+                .into_iter()
+                .flatten(),
+        )
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect();
+    let container = match call.query.get("container") {
+        Some(c) if !c.is_empty() => c.to_string(),
+        // Upstream's wording when a pod has several containers and the
+        // request names none.
+        _ if containers.len() == 1 => containers[0].clone(),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            )));
+        }
+    };
+    if !containers.contains(&container) {
+        return Err(ApiError::bad_request(format!(
+            "container {container} is not valid for pod {name}"
+        )));
+    }
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(|n| n.as_str())
+        .unwrap_or("");
+    if node.is_empty() {
+        // A pod no kubelet has: upstream says the same (the container
+        // "is waiting to start" because it has not been scheduled).
+        return Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+        )));
+    }
+    let Some(kubelet) = api.kubelet(node) else {
+        // What a real API server answers when the kubelet's port does not
+        // answer (a stopped kubelet, a dead node).
+        return Err(ApiError::internal(format!(
+            "Get \"https://{node}:10250/containerLogs/{namespace}/{name}/{container}\": \
+             dial tcp {node}:10250: connect: connection refused"
+        )));
+    };
+    let tail_lines = match call.query.get("tailLines") {
+        None => None,
+        Some(n) => Some(
+            n.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid value for tailLines: {n}")))?,
+        ),
+    };
+    let req = LogRequest {
+        namespace,
+        pod: name,
+        container,
+        previous: call.query.flag("previous"),
+        follow: call.query.flag("follow"),
+        tail_lines: tail_lines.map(|n| n.max(0) as usize),
+        timestamps: call.query.flag("timestamps"),
+    };
+    let lines = kubelet.logs(req).await.map_err(ApiError::bad_request)?;
+    // A streamed body: axum sends it chunked, so `kubectl logs -f` prints
+    // each line as it comes. A client that goes away drops the body, and
+    // with it the stream.
+    let body = Body::from_stream(lines.map(Ok::<_, std::convert::Infallible>));
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(resp)
+}

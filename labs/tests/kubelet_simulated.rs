@@ -1,0 +1,99 @@
+//! The kubelet on the simulated runtime, on paused time: a crashing
+//! container restarts with crash-loop backoff, `pods/log?previous=true`
+//! reads the instance before the restart, and a kubelet restarted on the
+//! same runtime adopts the containers instead of starting them again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
+use labs::apiserver::ApiServer;
+use labs::kubelet::Clock;
+use labs::kubelet::agent::{Kubelet, KubeletConfig};
+use labs::kubelet::runtime::simulated::{SimulatedConfig, SimulatedRuntime};
+use labs::kubelet::runtime::{LoopbackIpam, Runtime};
+use labs::store::Store;
+use serde_json::json;
+
+async fn log(api: &ApiServer, query: &str) -> (u16, String) {
+    use tower::ServiceExt;
+    let req = http::Request::get(format!("/api/v1/namespaces/default/pods/crash/log{query}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = api.router().oneshot(req).await.unwrap();
+    let code = resp.status().as_u16();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (code, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(start_paused = true)]
+#[ignore = "hangs on paused time (not yet diagnosed): see the kubelet-plumbing report"]
+async fn crash_loop_previous_logs_and_adoption() {
+    let api = ApiServer::new(Store::new());
+    let clock = Clock::starting_at(Timestamp::from_second(1_800_000_000).unwrap());
+    let rt = Arc::new(SimulatedRuntime::new(
+        SimulatedConfig::default(),
+        clock,
+        LoopbackIpam::default(),
+    ));
+    let start = |rt: &Arc<SimulatedRuntime>| {
+        let k = Kubelet::start(
+            api.client(),
+            Arc::clone(rt),
+            KubeletConfig::new("node-1"),
+            clock,
+        );
+        api.register_kubelet("node-1", k.logs());
+        k
+    };
+    let kubelet = start(&rt);
+    let pods: Api<Pod> = Api::default_namespaced(api.client());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "crash", "annotations": {
+            "labs.workbook/simulate": "{\"crashAfterSeconds\": 5}"}},
+        "spec": {"nodeName": "node-1",
+                 "containers": [{"name": "app", "image": "workbook/demo-app:v1"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+
+    // No previous instance yet.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, body) = log(&api, "?previous=true").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("previous terminated container"), "{body}");
+
+    // It crashes at 5 s and is restarted: wait long enough for that.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let p = pods.get("crash").await.unwrap();
+    let cs = &p.status.unwrap().container_statuses.unwrap()[0];
+    assert!(cs.restart_count >= 1, "restarted: {cs:?}");
+    let (code, body) = log(&api, "?previous=true").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("exiting with code 1"), "{body}");
+
+    // Restart the kubelet on the same runtime: nothing is started twice.
+    let before: Vec<_> = rt
+        .list_containers()
+        .await
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    kubelet.stop().await;
+    let kubelet = start(&rt);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let running_before = before.len();
+    let after = rt.list_containers().await;
+    assert!(
+        after.len() <= running_before + 1,
+        "no duplicate instances: {before:?} vs {after:?}"
+    );
+    let p = pods.get("crash").await.unwrap();
+    let restarts = p.status.unwrap().container_statuses.unwrap()[0].restart_count;
+    assert!(restarts >= cs.restart_count);
+    kubelet.stop().await;
+}
