@@ -27,7 +27,7 @@ use super::replicaset::{
     slow_start_batches,
 };
 use super::runtime::{
-    Action, EventHandler, Informer, WorkQueue, key_of, ref_from_key, run_workers,
+    Action, EventHandler, Informer, WorkQueue, key_of, ref_from_key, run_controller,
 };
 
 /// The component name on the Events it writes, as in Kubernetes.
@@ -147,26 +147,19 @@ impl ReplicaSetController {
             shared.replica_sets.wait_until_ready().await?;
             shared.pods.wait_until_ready().await
         };
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            result = synced => {
-                result.context("informer stopped before its first list")?;
-                tracing::info!("replicaset-controller: caches synced; starting workers");
-                let queue = Arc::clone(&shared.queue);
-                let stop = shutdown.clone();
-                tokio::spawn(async move {
-                    stop.cancelled().await;
-                    queue.shut_down();
-                });
-                let workers = Arc::clone(&shared);
-                run_workers(Arc::clone(&shared.queue), self.workers, move |key: String| {
-                    let shared = Arc::clone(&workers);
-                    async move { shared.sync(&key).await }
-                })
-                .await;
-            }
-        }
-        shared.queue.shut_down();
+        let workers = Arc::clone(&shared);
+        run_controller(
+            COMPONENT,
+            Arc::clone(&shared.queue),
+            synced,
+            self.workers,
+            shutdown.clone(),
+            move |key: String| {
+                let shared = Arc::clone(&workers);
+                async move { shared.sync(&key).await }
+            },
+        )
+        .await?;
         for informer in informers {
             let _ = informer.await;
         }

@@ -504,6 +504,46 @@ where
     }
     while tasks.join_next().await.is_some() {}
 }
+
+/// A controller's main loop once its informers run: wait until every cache
+/// has been listed (client-go's `WaitForCacheSync` — a controller that
+/// reconciled from a half-filled cache would, say, create pods that already
+/// exist), then run `workers` workers over `queue` until `shutdown`. The queue
+/// is shut down on the way out, so the workers finish their current key and
+/// stop.
+pub async fn run_controller<T, F, Fut, E, SE>(
+    name: &str,
+    queue: Arc<WorkQueue<T>>,
+    caches_synced: impl Future<Output = Result<(), SE>>,
+    workers: usize,
+    shutdown: CancellationToken,
+    reconcile: F,
+) -> anyhow::Result<()>
+where
+    T: Clone + Eq + Hash + Send + Sync + Debug + 'static,
+    F: Fn(T) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<Action, E>> + Send,
+    E: std::fmt::Display,
+    SE: std::error::Error + Send + Sync + 'static,
+{
+    use anyhow::Context;
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        result = caches_synced => {
+            result.context("informer stopped before its first list")?;
+            tracing::info!("{name}: caches synced; starting workers");
+            let stop = shutdown.clone();
+            let on_shutdown = Arc::clone(&queue);
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                on_shutdown.shut_down();
+            });
+            run_workers(Arc::clone(&queue), workers, reconcile).await;
+        }
+    }
+    queue.shut_down();
+    Ok(())
+}
 // ANCHOR_END: workers
 
 #[cfg(test)]
