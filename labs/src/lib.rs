@@ -11,5 +11,6 @@ pub mod clock;
 pub mod cluster;
 pub mod controllers;
 pub mod kubelet;
+pub mod narration;
 pub mod scheduler;
 pub mod store;

@@ -17,7 +17,9 @@
 //!   created them (by resourceVersion);
 //! * it prints no times.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::narration::NameAliases;
 use std::io::Write;
 use std::time::Duration;
 
@@ -76,8 +78,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         out,
         client: api.client(),
         steps,
-        aliases: HashMap::new(),
-        counters: HashMap::new(),
+        aliases: NameAliases::default(),
     };
     let result = lab.scenario().await;
     manager.shutdown().await?;
@@ -90,8 +91,7 @@ struct Lab<'a> {
     client: kube::Client,
     steps: mpsc::UnboundedReceiver<Step>,
     /// Generated pod name → stable alias (`web-#3`).
-    aliases: HashMap<String, String>,
-    counters: HashMap<String, usize>,
+    aliases: NameAliases,
 }
 
 macro_rules! say {
@@ -108,22 +108,8 @@ impl Lab<'_> {
         Api::default_namespaced(self.client.clone())
     }
 
-    /// The stable alias of a pod name; generated names get the next number.
     fn alias(&mut self, name: &str) -> String {
-        if let Some(a) = self.aliases.get(name) {
-            return a.clone();
-        }
-        // `web-7x2kq` → prefix `web`; hand-made names keep their own name.
-        let alias = match name.rsplit_once('-') {
-            Some((prefix, suffix)) if suffix.len() == 5 => {
-                let n = self.counters.entry(prefix.to_string()).or_insert(0);
-                *n += 1;
-                format!("{prefix}-#{n}")
-            }
-            _ => name.to_string(),
-        };
-        self.aliases.insert(name.to_string(), alias.clone());
-        alias
+        self.aliases.alias(name)
     }
 
     fn aliases(&mut self, names: &[String]) -> String {
@@ -314,9 +300,7 @@ impl Lab<'_> {
 
     fn name_of(&self, alias: &str) -> anyhow::Result<String> {
         self.aliases
-            .iter()
-            .find(|(_, a)| *a == alias)
-            .map(|(n, _)| n.clone())
+            .name_of(alias)
             .with_context(|| format!("no pod {alias}"))
     }
 

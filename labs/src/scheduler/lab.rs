@@ -11,7 +11,7 @@
 //! random pod names printed as `web-#1`, `web-#2`, … in scheduling order,
 //! no times printed.
 
-use std::collections::HashMap;
+use crate::narration::NameAliases;
 use std::io::Write;
 use std::time::Duration;
 
@@ -84,8 +84,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         out,
         client: api.client(),
         steps,
-        aliases: HashMap::new(),
-        counters: HashMap::new(),
+        aliases: NameAliases::default(),
     };
     let result = lab.scenario().await;
     shutdown.cancel();
@@ -98,8 +97,8 @@ struct Lab<'a> {
     out: &'a mut dyn Write,
     client: kube::Client,
     steps: mpsc::UnboundedReceiver<Step>,
-    aliases: HashMap<String, String>,
-    counters: HashMap<String, usize>,
+    /// Generated pod name → stable alias (`web-#3`).
+    aliases: NameAliases,
 }
 
 macro_rules! say {
@@ -116,30 +115,13 @@ impl Lab<'_> {
         Api::all(self.client.clone())
     }
 
-    /// `web-7x2kq` → `web-#1` (in order of first appearance).
     fn alias(&mut self, name: &str) -> String {
-        if let Some(a) = self.aliases.get(name) {
-            return a.clone();
-        }
-        let alias = match name.rsplit_once('-') {
-            Some((prefix, suffix)) if suffix.len() == 5 => {
-                let n = self.counters.entry(prefix.to_string()).or_insert(0);
-                *n += 1;
-                format!("{prefix}-#{n}")
-            }
-            _ => name.to_string(),
-        };
-        self.aliases.insert(name.to_string(), alias.clone());
-        alias
+        self.aliases.alias(name)
     }
 
     /// `text` with every generated pod name replaced by its alias.
     fn with_aliases(&self, text: &str) -> String {
-        let mut text = text.to_string();
-        for (name, alias) in &self.aliases {
-            text = text.replace(name, alias);
-        }
-        text
+        self.aliases.replace_in(text)
     }
 
     fn print_block(&mut self, text: &str, indent: &str) -> anyhow::Result<()> {
@@ -286,7 +268,7 @@ impl Lab<'_> {
         let mut pods = self.pods().list(&ListParams::default()).await?.items;
         pods.sort_by_key(|p| {
             let name = p.metadata.name.clone().unwrap_or_default();
-            let alias = self.aliases.get(&name).cloned().unwrap_or(name);
+            let alias = self.aliases.get(&name).map(str::to_string).unwrap_or(name);
             sort_key(&alias)
         });
         say!(self, "    NAME       STATUS    NODE");
@@ -577,9 +559,7 @@ impl Lab<'_> {
     async fn print_web_table(&mut self, alias: &str) -> anyhow::Result<()> {
         let name = self
             .aliases
-            .iter()
-            .find(|(_, a)| *a == alias)
-            .map(|(name, _)| name.clone())
+            .name_of(alias)
             .with_context(|| format!("no pod {alias}"))?;
         let pod = self.pods().get(&name).await?;
         let why = pod
