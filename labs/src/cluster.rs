@@ -70,7 +70,7 @@ pub struct NodeOptions {
 /// pod IPs are unique across the cluster), each registered with the API
 /// server for `kubectl logs`.
 fn start_kubelets(api: &ApiServer, opts: NodeOptions) -> anyhow::Result<Vec<Kubelet>> {
-    let clock = Clock::system();
+    let clock = Clock::cluster();
     let ipam = LoopbackIpam::default();
     let mut kubelets = Vec::new();
     for i in 1..=opts.nodes {

@@ -486,6 +486,15 @@ async fn pod_worker<R: Runtime>(
             pod.metadata.deletion_timestamp = Some(time(s.clock.now()));
             pod.metadata.deletion_grace_period_seconds = Some(0);
         }
+        // The status to build on is the one this worker last wrote, not the
+        // one in the pod it was handed: the watch delivers our own writes a
+        // step late, and deciding from a stale status (a `Ready` condition's
+        // `lastTransitionTime` from two writes ago) would write it back, see
+        // that write come round, and so on for ever. Upstream's status
+        // manager keeps the same cache for the same reason.
+        if written.is_some() {
+            pod.status = written.clone();
+        }
         // Observe: what the runtime runs for this pod now (a relist of our
         // own: the PLEG's snapshot may be a second old).
         let mine: Vec<ContainerStatus> = s

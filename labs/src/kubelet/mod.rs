@@ -76,6 +76,14 @@ impl Clock {
         }
     }
 
+    /// The cluster's clock ([`crate::clock`]): the same readings as every
+    /// other component's, on real or paused time. What a kubelet in a lab
+    /// uses, so that the `Ready` times it writes agree with the timers of
+    /// the controllers that read them (`minReadySeconds`).
+    pub fn cluster() -> Self {
+        Self::starting_at(crate::clock::now())
+    }
+
     /// A clock that reads the real time now.
     pub fn system() -> Self {
         // (k8s-openapi's jiff is built without `std`, so no `Timestamp::now`.)
