@@ -5,8 +5,9 @@
 //! re-uses the old ReplicaSet; revisionHistoryLimit deletes the oldest;
 //! orphaned ReplicaSets are adopted.
 //!
-//! No kubelet exists yet: the labs' ready-after kubelet stand-in makes pods
-//! ready (`ready_after` after creation), as the real kubelet will.
+//! The pods run: the scheduler places them and three kubelets on the
+//! simulated runtime start them, each container taking `ready_after` to
+//! start (and, with no readiness probe, ready once it runs).
 
 use std::time::Duration;
 
@@ -15,10 +16,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use labs::apiserver::ApiServer;
 use labs::controllers::manager::{ControllerManager, ManagerOptions};
-use labs::controllers::ready_after_kubelet;
+use labs::cluster::SimulatedNodes;
+use labs::kubelet::runtime::simulated::{Behavior, SimulatedConfig};
 use labs::store::Store;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 use workbook::cluster::wait_for;
 
 const LIMIT: Duration = Duration::from_secs(600);
@@ -26,26 +27,25 @@ const LIMIT: Duration = Duration::from_secs(600);
 struct Cluster {
     client: kube::Client,
     manager: ControllerManager,
-    stop: CancellationToken,
+    nodes: SimulatedNodes,
 }
 
 impl Cluster {
     fn start(ready_after: Duration) -> Cluster {
         let api = ApiServer::new(Store::new());
         let manager = ControllerManager::start(api.client(), ManagerOptions::default());
-        let stop = CancellationToken::new();
-        tokio::spawn(ready_after_kubelet::run(
-            api.client(),
-            ready_after_kubelet::Options {
-                ready_after,
-                ..Default::default()
+        let config = SimulatedConfig {
+            default: Behavior {
+                start_delay_seconds: ready_after.as_secs(),
+                ..Behavior::default()
             },
-            stop.clone(),
-        ));
+            ..SimulatedConfig::default()
+        };
+        let nodes = SimulatedNodes::start(&api, &api.client(), 3, config, 1);
         Cluster {
             client: api.client(),
             manager,
-            stop,
+            nodes,
         }
     }
 
@@ -111,7 +111,7 @@ impl Cluster {
     }
 
     async fn stop(self) {
-        self.stop.cancel();
+        self.nodes.stop().await.unwrap();
         self.manager.shutdown().await.unwrap();
     }
 }

@@ -23,7 +23,7 @@ use crate::controllers::manager::{ControllerManager, ManagerOptions};
 use crate::controllers::nodelifecycle::{self, NodeLifecycleController};
 use crate::kubelet::Clock;
 use crate::kubelet::agent::{Kubelet, KubeletConfig};
-use crate::kubelet::runtime::LoopbackIpam;
+use crate::kubelet::runtime::{LoopbackIpam, Runtime};
 use crate::kubelet::runtime::process::{ProcessConfig, ProcessRuntime};
 use crate::kubelet::runtime::simulated::{SimulatedConfig, SimulatedRuntime};
 use crate::scheduler::plumbing::{self, DefaultScheduler};
@@ -70,28 +70,96 @@ pub struct NodeOptions {
 /// pod IPs are unique across the cluster), each registered with the API
 /// server for `kubectl logs`.
 fn start_kubelets(api: &ApiServer, opts: NodeOptions) -> anyhow::Result<Vec<Kubelet>> {
+    let client = api.client();
+    match opts.runtime {
+        RuntimeKind::Simulated => Ok(start_simulated_kubelets(
+            api,
+            &client,
+            opts.nodes,
+            SimulatedConfig::default(),
+        )),
+        RuntimeKind::Process => {
+            let exe = ProcessConfig::current_exe()
+                .context("cannot find the labs executable to run containers")?;
+            // One runtime per node; each kills its children when dropped.
+            Ok(start_nodes(api, &client, opts.nodes, |clock, ipam| {
+                Arc::new(ProcessRuntime::new(exe.clone(), clock, ipam))
+            }))
+        }
+    }
+}
+
+/// Kubelets `node-1..N` on the simulated runtime, all with the same
+/// `config` (how containers behave), talking to the API through `client`.
+/// What the labs and benches that need many nodes and no processes use.
+pub fn start_simulated_kubelets(
+    api: &ApiServer,
+    client: &kube::Client,
+    nodes: usize,
+    config: SimulatedConfig,
+) -> Vec<Kubelet> {
+    start_nodes(api, client, nodes, |clock, ipam| {
+        Arc::new(SimulatedRuntime::new(config.clone(), clock, ipam))
+    })
+}
+
+/// The node side of a cluster with no processes: the scheduler and
+/// kubelets `node-1..N` on the simulated runtime. For the labs, benches
+/// and tests that bring their own controller manager (`labs rollout`
+/// starts it in lockstep mode, the bench counts its calls).
+pub struct SimulatedNodes {
+    kubelets: Vec<Kubelet>,
+    scheduler: tokio::task::JoinHandle<anyhow::Result<()>>,
+    shutdown: CancellationToken,
+}
+
+impl SimulatedNodes {
+    pub fn start(
+        api: &ApiServer,
+        client: &kube::Client,
+        nodes: usize,
+        config: SimulatedConfig,
+        seed: u64,
+    ) -> SimulatedNodes {
+        let shutdown = CancellationToken::new();
+        let scheduler = DefaultScheduler::new(client.clone(), plumbing::Options { seed, steps: None });
+        let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
+        SimulatedNodes {
+            kubelets: start_simulated_kubelets(api, client, nodes, config),
+            scheduler,
+            shutdown,
+        }
+    }
+
+    /// Stops the scheduler and every kubelet.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.scheduler.await.context("the scheduler panicked")??;
+        for kubelet in self.kubelets {
+            kubelet.stop().await;
+        }
+        Ok(())
+    }
+}
+
+/// Starts `node-1..N`, each a kubelet on its own runtime from `runtime`,
+/// all on the cluster's clock and one address allocator.
+fn start_nodes<R: Runtime>(
+    api: &ApiServer,
+    client: &kube::Client,
+    nodes: usize,
+    mut runtime: impl FnMut(Clock, LoopbackIpam) -> Arc<R>,
+) -> Vec<Kubelet> {
     let clock = Clock::cluster();
     let ipam = LoopbackIpam::default();
-    let mut kubelets = Vec::new();
-    for i in 1..=opts.nodes {
-        let config = KubeletConfig::new(format!("node-{i}"));
-        let kubelet = match opts.runtime {
-            RuntimeKind::Simulated => {
-                let rt = SimulatedRuntime::new(SimulatedConfig::default(), clock, ipam.clone());
-                Kubelet::start(api.client(), Arc::new(rt), config, clock)
-            }
-            RuntimeKind::Process => {
-                let exe = ProcessConfig::current_exe()
-                    .context("cannot find the labs executable to run containers")?;
-                // One runtime per node; each kills its children when dropped.
-                let rt = Arc::new(ProcessRuntime::new(exe, clock, ipam.clone()));
-                Kubelet::start(api.client(), rt, config, clock)
-            }
-        };
-        api.register_kubelet(kubelet.node_name(), kubelet.logs());
-        kubelets.push(kubelet);
-    }
-    Ok(kubelets)
+    (1..=nodes)
+        .map(|i| {
+            let config = KubeletConfig::new(format!("node-{i}"));
+            let kubelet = Kubelet::start(client.clone(), runtime(clock, ipam.clone()), config, clock);
+            api.register_kubelet(kubelet.node_name(), kubelet.logs());
+            kubelet
+        })
+        .collect()
 }
 
 /// How `labs cluster` (and the tests) start the components.

@@ -110,7 +110,7 @@ enum Bench {
     /// cluster; time to converge and API calls made.
     Replicaset(labs::controllers::bench::BenchArgs),
     /// Deployment controller: a 1,000-replica Deployment rolled from v1 to
-    /// v2; wall time, syncs and API calls.
+    /// v2 on 100 simulated nodes; wall time, syncs and API calls.
     Rollout(labs::controllers::rollout_bench::BenchArgs),
     /// Scheduler: 10,000 pending pods on 1,000 simulated nodes, scheduled
     /// and bound through the in-process API; and the core's decisions/s.

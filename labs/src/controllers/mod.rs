@@ -34,7 +34,6 @@ pub mod garbagecollector;
 pub mod lab;
 pub mod manager;
 pub mod nodelifecycle;
-pub mod ready_after_kubelet;
 pub mod replicaset;
 pub mod replicaset_controller;
 pub mod rollout_bench;

@@ -1,8 +1,10 @@
 //! `labs bench rollout`: a 1,000-replica Deployment rolled from v1 to v2
-//! on the in-process cluster, with the ready-after kubelet stand-in making
-//! every pod ready as soon as it exists. Reports the wall time of the
-//! rollout, the Deployment controller's syncs, and the API calls every
-//! component made (by verb and resource).
+//! on the in-process cluster with 100 nodes: the scheduler places every pod
+//! and 100 kubelets on the simulated runtime run them (each container
+//! starts, and is ready, at once). Reports the wall time of the rollout,
+//! the Deployment controller's syncs, and the API calls every component
+//! made (by verb and resource): the controllers', the scheduler's and the
+//! kubelets' (status writes and Events).
 //!
 //! Real time here (a multi-threaded runtime, no lockstep): the question is
 //! how fast the control plane converges, not which steps it takes.
@@ -13,20 +15,22 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use super::deployment_controller::Metrics;
 use super::manager::{ControllerManager, ManagerOptions};
-use super::ready_after_kubelet;
 use super::rollout_lab::{self, IMAGE_V2, RolloutArgs};
 use crate::apiserver::ApiServer;
-use crate::cluster::{RequestCounter, counted_client};
+use crate::cluster::{RequestCounter, SimulatedNodes, counted_client};
+use crate::kubelet::runtime::simulated::SimulatedConfig;
 use crate::store::Store;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     #[arg(long, default_value_t = 1000)]
     pub replicas: i32,
+    /// Nodes, each with its own kubelet.
+    #[arg(long, default_value_t = 100)]
+    pub nodes: usize,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -41,12 +45,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ..ManagerOptions::default()
         },
     );
-    let stop = CancellationToken::new();
-    let kubelet = tokio::spawn(ready_after_kubelet::run(
-        client.clone(),
-        ready_after_kubelet::Options::default(),
-        stop.clone(),
-    ));
+    let nodes = SimulatedNodes::start(&api, &client, args.nodes, SimulatedConfig::default(), 1);
     let deployments: Api<Deployment> = Api::default_namespaced(api.client());
     let d = rollout_lab::deployment(&RolloutArgs {
         replicas: args.replicas,
@@ -54,8 +53,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     });
 
     println!(
-        "bench rollout: {} replicas, maxSurge 25%, maxUnavailable 25%, pods ready at once",
-        args.replicas
+        "bench rollout: {} replicas on {} nodes, maxSurge 25%, maxUnavailable 25%, pods ready at once",
+        args.replicas, args.nodes
     );
     let start = Instant::now();
     deployments.create(&PostParams::default(), &d).await?;
@@ -82,8 +81,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for (call, n) in calls.iter().take(10) {
         println!("    {n:>8}  {call}");
     }
-    stop.cancel();
-    let _ = kubelet.await;
+    nodes.stop().await?;
     manager.shutdown().await?;
     Ok(())
 }

@@ -2,8 +2,8 @@
 //!
 //! In this process: an API server (called in-process), the controller
 //! manager (ReplicaSet and Deployment controllers, garbage collector), the
-//! [ready-after kubelet stand-in](super::ready_after_kubelet), and the lab,
-//! which plays the user: it creates a Deployment of `workbook/demo-app:v1`,
+//! scheduler, three kubelets on the simulated runtime
+//! ([`crate::cluster::SimulatedNodes`]), and the lab, which plays the user: it creates a Deployment of `workbook/demo-app:v1`,
 //! waits until it is available, changes the image to `v2` (as `kubectl set
 //! image` does) and prints every Deployment controller sync that changed
 //! something, with the new and old ReplicaSets' sizes and the available pods
@@ -11,14 +11,15 @@
 //!
 //! **Deterministic, in lockstep.** The run uses tokio's paused clock on one
 //! thread, and [`crate::clock`] makes the cluster's timestamps follow it.
-//! Pods created in the same second become ready together `--ready-after`
-//! seconds later, and the Deployment controller syncs only when the rest of
+//! Every simulated container takes `--ready-after` seconds to start (and
+//! has no readiness probe, so it is ready once it runs): pods created at the
+//! same instant become ready together `--ready-after` seconds later, and the Deployment controller syncs only when the rest of
 //! the cluster is quiet ([`wait_until_quiet`](super::deployment_controller::wait_until_quiet)),
 //! so each sync sees everything that happened before it. The scale steps
 //! are then exactly those of the reference's tick model, and the same flags
 //! always print the same timeline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::time::Duration;
@@ -28,15 +29,19 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::deployment::revisions::{CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION};
 use super::deployment::{self, POD_TEMPLATE_HASH_LABEL, fenceposts};
 use super::deployment_controller::{self, Step};
 use super::manager::{ControllerManager, ManagerOptions};
-use super::ready_after_kubelet::{self, Became};
 use crate::apiserver::ApiServer;
+use crate::cluster::SimulatedNodes;
+use crate::kubelet::runtime::simulated::{Behavior, SimulatedConfig};
 use crate::store::Store;
 
 pub const IMAGE_V1: &str = "workbook/demo-app:v1";
@@ -113,8 +118,18 @@ pub enum Entry {
     /// A Deployment controller sync that wrote something or changed a
     /// condition; `step` counts only those.
     Sync { t: i64, step: usize, sync: Step },
-    /// The stand-in kubelet made pods ready (or left them failing).
+    /// The kubelets made pods ready (or failed to pull their image).
     Pods { t: i64, became: Became },
+}
+
+/// Pods that turned ready, or failed, in one second: what the lab saw by
+/// watching pods (as `kubectl get pods -w` would).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Became {
+    /// Pods per `pod-template-hash` label, in order of the hash.
+    pub ready: BTreeMap<String, usize>,
+    /// Pods whose image could not be pulled (`ErrImagePull`).
+    pub failed: BTreeMap<String, usize>,
 }
 
 /// What happened in one phase (the rollout, or the undo).
@@ -212,7 +227,6 @@ fn int_or_percent(v: &str) -> serde_json::Value {
 pub async fn rollout(args: &RolloutArgs) -> anyhow::Result<Run> {
     let api = ApiServer::new(Store::new());
     let (steps_tx, steps) = mpsc::unbounded_channel();
-    let (pods_tx, pods) = mpsc::unbounded_channel();
     let metrics = std::sync::Arc::new(deployment_controller::Metrics::default());
     let manager = ControllerManager::start(
         api.client(),
@@ -223,35 +237,104 @@ pub async fn rollout(args: &RolloutArgs) -> anyhow::Result<Run> {
             ..ManagerOptions::default()
         },
     );
-    let stop_kubelet = CancellationToken::new();
-    let kubelet = tokio::spawn(ready_after_kubelet::run(
-        api.client(),
-        ready_after_kubelet::Options {
-            ready_after: Duration::from_secs(args.ready_after),
-            never_ready_image: args.fail_new.then(|| IMAGE_V2.to_string()),
-            report: Some(pods_tx),
-        },
-        stop_kubelet.clone(),
-    ));
+    let nodes = SimulatedNodes::start(&api, &api.client(), NODES, simulated(args), 1);
+    let pods = watcher(
+        Api::<Pod>::default_namespaced(api.client()),
+        watcher::Config::default(),
+    )
+    .applied_objects()
+    .boxed();
     let mut lab = Lab {
         client: api.client(),
         steps,
         pods,
+        seen: PodsSeen::default(),
         args: args.clone(),
     };
     let result = lab.scenario().await;
-    stop_kubelet.cancel();
-    let _ = kubelet.await;
+    nodes.stop().await?;
     manager.shutdown().await?;
     let mut run = result?;
     run.syncs = metrics.syncs.load(std::sync::atomic::Ordering::Relaxed);
     Ok(run)
 }
 
+/// The nodes the lab's pods run on.
+const NODES: usize = 3;
+
+// ANCHOR: simulated
+/// How the simulated containers behave: every container takes
+/// `--ready-after` seconds to start and, with no readiness probe, is ready
+/// as soon as it runs; with `--fail-new`, v2's image cannot be pulled, as
+/// a typo in a tag would leave it (`ErrImagePull`, then `ImagePullBackOff`).
+pub fn simulated(args: &RolloutArgs) -> SimulatedConfig {
+    let mut config = SimulatedConfig {
+        default: Behavior {
+            start_delay_seconds: args.ready_after,
+            ..Behavior::default()
+        },
+        // The tick model: pods created within one second (by syncs a few
+        // milliseconds apart) become ready in the same instant.
+        whole_seconds: true,
+        ..SimulatedConfig::default()
+    };
+    if args.fail_new {
+        let broken = Behavior {
+            pull_fails: true,
+            ..Behavior::default()
+        };
+        config.images.insert(IMAGE_V2.to_string(), broken);
+    }
+    config
+}
+// ANCHOR_END: simulated
+
+/// Which pods the lab has already reported ready or failed (by UID).
+#[derive(Default)]
+struct PodsSeen {
+    ready: HashSet<String>,
+    failed: HashSet<String>,
+}
+
+impl PodsSeen {
+    /// What `pod` newly shows: `Some((hash, true))` the first time it is
+    /// ready, `Some((hash, false))` the first time its image failed.
+    fn observe(&mut self, pod: &Pod) -> Option<(String, bool)> {
+        let uid = pod.metadata.uid.clone()?;
+        let hash = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL).cloned())
+            .unwrap_or_default();
+        let status = pod.status.as_ref()?;
+        let ready = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        let failed = status.container_statuses.iter().flatten().any(|c| {
+            c.state
+                .as_ref()
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref())
+                .is_some_and(|r| r == "ErrImagePull" || r == "ImagePullBackOff")
+        });
+        if ready && self.ready.insert(uid.clone()) {
+            Some((hash, true))
+        } else if failed && self.failed.insert(uid) {
+            Some((hash, false))
+        } else {
+            None
+        }
+    }
+}
+
 struct Lab {
     client: kube::Client,
     steps: mpsc::UnboundedReceiver<Step>,
-    pods: mpsc::UnboundedReceiver<Became>,
+    pods: BoxStream<'static, Result<Pod, watcher::Error>>,
+    seen: PodsSeen,
     args: RolloutArgs,
 }
 
@@ -394,7 +477,7 @@ impl Lab {
             .collect())
     }
 
-    /// Collects what the controller and the stand-in report until the
+    /// Collects what the controller and the kubelets report until the
     /// rollout is complete or has missed its deadline.
     async fn phase(&mut self, what: &str) -> anyhow::Result<Timeline> {
         let t0 = crate::clock::now().as_second();
@@ -404,8 +487,18 @@ impl Lab {
         loop {
             tokio::select! {
                 biased;
-                Some(became) = self.pods.recv() => {
-                    timeline.entries.push(Entry::Pods { t: became.at.as_second() - t0, became });
+                Some(pod) = self.pods.next() => {
+                    let Ok(pod) = pod else { continue };
+                    let Some((hash, ready)) = self.seen.observe(&pod) else { continue };
+                    let t = crate::clock::now().as_second() - t0;
+                    // Pods of one second make one line.
+                    if !matches!(timeline.entries.last(), Some(Entry::Pods { t: last, .. }) if *last == t) {
+                        timeline.entries.push(Entry::Pods { t, became: Became::default() });
+                    }
+                    if let Some(Entry::Pods { became, .. }) = timeline.entries.last_mut() {
+                        let counts = if ready { &mut became.ready } else { &mut became.failed };
+                        *counts.entry(hash).or_default() += 1;
+                    }
                 }
                 Some(sync) = self.steps.recv() => {
                     step += 1;
@@ -611,7 +704,7 @@ fn render_table(run: &Run) -> String {
                     }
                     for (hash, n) in &became.failed {
                         let tag = timeline.versions.get(hash).map_or("?", String::as_str);
-                        parts.push(format!("{n} {tag} pod{} ImagePullBackOff", plural(*n)));
+                        parts.push(format!("{n} {tag} pod{} ErrImagePull", plural(*n)));
                     }
                     let _ = writeln!(
                         s,

@@ -78,6 +78,12 @@ pub struct SimulatedConfig {
     /// Only images listed in `images` can be pulled; others fail as
     /// unknown images do on a real node.
     pub only_listed_images: bool,
+    /// Count the pull and start delays in whole seconds of the clock, as a
+    /// timestamp with one-second resolution would: a 5-second start begun
+    /// at 0.002 s ends at 5 s, together with one begun at 0.000 s. This is
+    /// the "tick" of `labs rollout`'s lockstep model (pods created in one
+    /// tick become ready together); off, every delay is exact.
+    pub whole_seconds: bool,
 }
 
 struct SimContainer {
@@ -173,6 +179,22 @@ impl SimulatedRuntime {
             .unwrap_or_else(|| self.config.default.clone()))
     }
 
+    /// Waits `seconds` (from the start of the current second if the
+    /// config counts whole seconds).
+    async fn delay(&self, seconds: u64) {
+        let now = Instant::now();
+        let from = if self.config.whole_seconds {
+            let t = self.clock.at(now);
+            let into_second = t.duration_since(
+                k8s_openapi::jiff::Timestamp::from_second(t.as_second()).unwrap_or(t),
+            );
+            now.checked_sub(into_second.unsigned_abs()).unwrap_or(now)
+        } else {
+            now
+        };
+        tokio::time::sleep_until(from + Duration::from_secs(seconds)).await;
+    }
+
     fn with<T>(
         &self,
         id: &ContainerId,
@@ -207,7 +229,7 @@ impl Runtime for SimulatedRuntime {
             return Err(PullError::not_found(image));
         }
         let b = listed.unwrap_or(&self.config.default);
-        tokio::time::sleep(Duration::from_secs(b.pull_seconds)).await;
+        self.delay(b.pull_seconds).await;
         if b.pull_fails {
             return Err(PullError::not_found(image));
         }
@@ -252,7 +274,7 @@ impl Runtime for SimulatedRuntime {
         let behavior = self
             .behavior(image, Some(&sandbox.config))
             .map_err(RuntimeError::Failed)?;
-        tokio::time::sleep(Duration::from_secs(behavior.start_delay_seconds)).await;
+        self.delay(behavior.start_delay_seconds).await;
         let started = Instant::now();
         let started_at = self.clock.at(started);
         let logs = LogBuffer::default();
