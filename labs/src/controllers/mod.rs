@@ -33,6 +33,7 @@ pub mod events;
 pub mod garbagecollector;
 pub mod lab;
 pub mod manager;
+pub mod node_failure_lab;
 pub mod nodelifecycle;
 pub mod ready_after_kubelet;
 pub mod replicaset;
