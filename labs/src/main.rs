@@ -33,6 +33,10 @@ enum Lab {
     /// Lab: the scheduler — nodes of different sizes, where each pod goes
     /// and why, an unschedulable pod, taints and a nodeSelector.
     Scheduler,
+    /// Lab: when a node dies — a kubelet stops, the node lifecycle
+    /// controller marks its node Unknown and taints it, its pods are
+    /// evicted and replaced elsewhere (in-process, virtual time).
+    NodeFailure,
     /// Run the controllers against a running API server (kubeconfig from
     /// --kubeconfig, else $KUBECONFIG or ~/.kube/config).
     ControllerManager {
@@ -143,9 +147,9 @@ fn main() {
         // The narrated lab runs on one thread with tokio's clock paused: time
         // only moves when every task is waiting, so the run is the same every
         // time (and a 5-minute timeout takes no time at all).
-        Lab::Replicaset | Lab::Scheduler => {
+        Lab::Replicaset | Lab::Scheduler | Lab::NodeFailure => {
             init_tracing("warn");
-            let scheduler = matches!(cli.lab, Lab::Scheduler);
+            let lab = cli.lab;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .start_paused(true)
@@ -154,10 +158,10 @@ fn main() {
                 .and_then(|rt| {
                     rt.block_on(async {
                         let out = &mut std::io::stdout();
-                        if scheduler {
-                            labs::scheduler::lab::run(out).await
-                        } else {
-                            labs::controllers::lab::run(out).await
+                        match lab {
+                            Lab::Scheduler => labs::scheduler::lab::run(out).await,
+                            Lab::NodeFailure => labs::controllers::node_failure_lab::run(out).await,
+                            _ => labs::controllers::lab::run(out).await,
                         }
                     })
                 })
@@ -218,7 +222,7 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
             )
             .await
         }
-        Lab::Replicaset | Lab::Scheduler | Lab::Rollout(_) => {
+        Lab::Replicaset | Lab::Scheduler | Lab::NodeFailure | Lab::Rollout(_) => {
             unreachable!("runs on its own runtime")
         }
         Lab::ControllerManager {

@@ -33,6 +33,7 @@ pub mod events;
 pub mod garbagecollector;
 pub mod lab;
 pub mod manager;
+pub mod node_failure_lab;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod replicaset_controller;

@@ -15,7 +15,7 @@
 //!    1.17 kubelets also renew a small **Lease** object in the
 //!    `kube-node-lease` namespace every 10 s, which is much cheaper than a
 //!    whole node status, and the controller treats either as a heartbeat;
-//!    our kubelet is not written yet, so we only read node status.
+//!    our API server serves no Leases, so we only read node status.
 //!    As upstream, the controller does not compare the heartbeat with its
 //!    own clock (the two machines' clocks may disagree): it remembers *when
 //!    it saw the heartbeat change* (`probeTimestamp`) and measures silence
@@ -40,13 +40,24 @@
 //!    and creates a replacement, which the scheduler places on a healthy
 //!    node.
 //!
+//! 4. **Pods not ready** (upstream's `MarkPodsNotReady`). The moment a node
+//!    stops being `Ready`, the pods on it are marked `Ready=False`, with a
+//!    `NodeNotReady` warning event "Node is not ready" on each — long
+//!    before they are evicted. Nobody on the node can say whether they
+//!    still serve, so they stop counting as ready: a Deployment shows 4/6,
+//!    and a Service stops sending them traffic. Upstream marks them once,
+//!    when the node's `Ready` leaves `True` (and retries on failure); we
+//!    mark, on every look at a node that is not `Ready`, the pods that still
+//!    say `Ready=True` — the same effect, level-triggered. A kubelet that
+//!    comes back writes its pods' real readiness again.
+//!
 //! Left out: Leases (see above), zone-aware eviction rate limiting (upstream
 //! slows evictions down when a whole zone looks unhealthy, since that is
-//! more likely the network than the nodes), the `DisruptionTarget` pod
-//! condition set before an eviction, and marking the node's pods not ready.
+//! more likely the network than the nodes), and the `DisruptionTarget` pod
+//! condition set before an eviction.
 //!
 //! The decisions are pure functions ([`observe`], [`desired_taints`],
-//! [`eviction_delay`]); [`NodeLifecycleController`] is the plumbing, built
+//! [`eviction_delay`], [`not_ready_conditions`]); [`NodeLifecycleController`] is the plumbing, built
 //! on [`super::runtime`]: a work queue of node names, each node
 //! re-examined every `--node-monitor-period` (5 s).
 
@@ -55,9 +66,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use serde_json::json;
@@ -235,6 +245,21 @@ pub fn eviction_delay(tolerations: &[Toleration], taints: &[Taint]) -> Eviction 
 }
 // ANCHOR_END: eviction_delay
 
+// ANCHOR: not_ready_conditions
+/// Upstream's `MarkPodsNotReady`, for one pod: if its `Ready` condition says
+/// `True`, the conditions with `Ready` turned `False` (transition time
+/// `now`); otherwise `None`, nothing to write.
+pub fn not_ready_conditions(pod: &Pod, now: &Time) -> Option<Vec<PodCondition>> {
+    let mut conditions = pod.status.as_ref()?.conditions.clone()?;
+    let ready = conditions
+        .iter_mut()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?;
+    ready.status = "False".into();
+    ready.last_transition_time = Some(now.clone());
+    Some(conditions)
+}
+// ANCHOR_END: not_ready_conditions
+
 // ---------------------------------------------------------------------------
 // The plumbing
 
@@ -403,7 +428,10 @@ impl Shared {
         let mut node = (*node).clone();
         let api: Api<Node> = Api::all(self.client.clone());
         let now = Instant::now();
-        let wall = Time(Timestamp::now());
+        // The cluster's clock, not the machine's: on a lab's paused time the
+        // two disagree, and the taints' `timeAdded` must agree with the
+        // kubelets' heartbeats.
+        let wall = Time(crate::clock::now());
 
         // 1. Health.
         let expired = {
@@ -482,12 +510,55 @@ impl Shared {
             }
         }
 
-        // 3. Evictions.
+        // 3. Pods not ready.
+        if ready_status(&node).is_some_and(|s| s != "True") {
+            self.mark_pods_not_ready(&node, &wall).await?;
+        }
+
+        // 4. Evictions.
         let next = self.evict(&node, now).await?;
         let period = self.options.node_monitor_period;
         Ok(Action::RequeueAfter(next.map_or(period, |d| d.min(period))))
     }
     // ANCHOR_END: sync
+
+    /// Marks the node's pods that still say `Ready=True` as not ready, with
+    /// a `NodeNotReady` event on each.
+    async fn mark_pods_not_ready(&self, node: &Node, now: &Time) -> anyhow::Result<()> {
+        let name = node.metadata.name.as_deref().unwrap_or_default();
+        let pods = self
+            .pods
+            .state_filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name));
+        for pod in pods {
+            let Some(conditions) = not_ready_conditions(&pod, now) else {
+                continue;
+            };
+            let ns = pod.metadata.namespace.clone().unwrap_or_default();
+            let pod_name = pod.metadata.name.clone().unwrap_or_default();
+            // Conditional on the version we read: if our cache is behind
+            // (we marked it a moment ago, or it changed), the write fails
+            // with a conflict and the next look decides again.
+            let patch = json!({
+                "metadata": {"resourceVersion": pod.metadata.resource_version},
+                "status": {"conditions": conditions},
+            });
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            match api
+                .patch_status(&pod_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => self.record(
+                    &*pod,
+                    "Warning",
+                    "NodeNotReady",
+                    "Node is not ready".to_string(),
+                ),
+                Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 => {}
+                Err(e) => return Err(e).context("marking a pod not ready"),
+            }
+        }
+        Ok(())
+    }
 
     /// Deletes the pods whose toleration ran out; returns when the next one
     /// will.
@@ -553,6 +624,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::jiff::Timestamp;
 
     fn node(ready: Option<&str>, heartbeat: &str, taints: serde_json::Value) -> Node {
         let conditions = match ready {
@@ -626,6 +698,27 @@ mod tests {
             keys(&desired_taints(&node(Some("True"), T0, tainted), &now)),
             ["dedicated:NoSchedule"]
         );
+    }
+
+    #[test]
+    fn a_ready_pod_is_marked_not_ready_once() {
+        let now = Time(Timestamp::from_second(1_800_000_000).unwrap());
+        let pod = |ready: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "web-1"},
+                "status": {"conditions": [
+                    {"type": "PodScheduled", "status": "True"},
+                    {"type": "Ready", "status": ready, "lastTransitionTime": T0},
+                ]},
+            }))
+            .unwrap()
+        };
+        let marked = not_ready_conditions(&pod("True"), &now).expect("a write");
+        assert_eq!(marked[0].status, "True", "other conditions kept");
+        assert_eq!(marked[1].status, "False");
+        assert_eq!(marked[1].last_transition_time.as_ref(), Some(&now));
+        assert_eq!(not_ready_conditions(&pod("False"), &now), None);
+        assert_eq!(not_ready_conditions(&Pod::default(), &now), None);
     }
 
     #[test]

@@ -42,7 +42,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
 use serde_json::json;
@@ -555,7 +554,7 @@ impl Shared {
                 "reason": "Unschedulable",
                 "message": message,
                 "lastProbeTime": null,
-                "lastTransitionTime": Timestamp::now().to_string(),
+                "lastTransitionTime": crate::clock::now().to_string(),
             }]}});
             api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await?;
