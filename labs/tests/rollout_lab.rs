@@ -176,3 +176,34 @@ async fn the_book_chart_is_the_generated_one() {
     );
     assert_eq!(&chapter[start..end], generated);
 }
+
+/// The chapter pastes two runs of the lab (the default rollout, and the
+/// broken version then undo); they must be what the lab prints now.
+#[tokio::test(start_paused = true)]
+async fn the_book_shows_the_real_output() {
+    let chapter = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../book/src/deployment.md"
+    ))
+    .unwrap();
+    let default = render(&rollout(&RolloutArgs::default()).await.unwrap(), Format::Table);
+    let broken = RolloutArgs {
+        fail_new: true,
+        undo: true,
+        progress_deadline_seconds: 60,
+        ..RolloutArgs::default()
+    };
+    let broken = render(&rollout(&broken).await.unwrap(), Format::Table);
+    for (command, output) in [
+        ("labs rollout", default),
+        (
+            "labs rollout --fail-new --undo --progress-deadline-seconds 60",
+            broken,
+        ),
+    ] {
+        assert!(
+            chapter.contains(&format!("$ {command}\n{output}```\n")),
+            "book/src/deployment.md must show the output of `{command}`:\n{output}"
+        );
+    }
+}
