@@ -33,6 +33,9 @@ enum Lab {
     /// Lab: the scheduler — nodes of different sizes, where each pod goes
     /// and why, an unschedulable pod, taints and a nodeSelector.
     Scheduler,
+    /// Lab: the kubelet — one node, simulated containers: a pod's life,
+    /// CrashLoopBackOff, probes, ImagePullBackOff, graceful deletion.
+    Kubelet,
     /// Run the controllers against a running API server (kubeconfig from
     /// --kubeconfig, else $KUBECONFIG or ~/.kube/config).
     ControllerManager {
@@ -143,9 +146,9 @@ fn main() {
         // The narrated lab runs on one thread with tokio's clock paused: time
         // only moves when every task is waiting, so the run is the same every
         // time (and a 5-minute timeout takes no time at all).
-        Lab::Replicaset | Lab::Scheduler => {
+        Lab::Replicaset | Lab::Scheduler | Lab::Kubelet => {
             init_tracing("warn");
-            let scheduler = matches!(cli.lab, Lab::Scheduler);
+            let lab = cli.lab;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .start_paused(true)
@@ -154,10 +157,10 @@ fn main() {
                 .and_then(|rt| {
                     rt.block_on(async {
                         let out = &mut std::io::stdout();
-                        if scheduler {
-                            labs::scheduler::lab::run(out).await
-                        } else {
-                            labs::controllers::lab::run(out).await
+                        match lab {
+                            Lab::Scheduler => labs::scheduler::lab::run(out).await,
+                            Lab::Kubelet => labs::kubelet::lab::run(out).await,
+                            _ => labs::controllers::lab::run(out).await,
                         }
                     })
                 })
@@ -218,7 +221,7 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
             )
             .await
         }
-        Lab::Replicaset | Lab::Scheduler | Lab::Rollout(_) => {
+        Lab::Replicaset | Lab::Scheduler | Lab::Kubelet | Lab::Rollout(_) => {
             unreachable!("runs on its own runtime")
         }
         Lab::ControllerManager {
