@@ -23,9 +23,9 @@ use crate::controllers::manager::{ControllerManager, ManagerOptions};
 use crate::controllers::nodelifecycle::{self, NodeLifecycleController};
 use crate::kubelet::Clock;
 use crate::kubelet::agent::{Kubelet, KubeletConfig};
-use crate::kubelet::runtime::{LoopbackIpam, Runtime};
 use crate::kubelet::runtime::process::{ProcessConfig, ProcessRuntime};
 use crate::kubelet::runtime::simulated::{SimulatedConfig, SimulatedRuntime};
+use crate::kubelet::runtime::{LoopbackIpam, Runtime};
 use crate::scheduler::plumbing::{self, DefaultScheduler};
 use crate::store::Store;
 
@@ -122,7 +122,8 @@ impl SimulatedNodes {
         seed: u64,
     ) -> SimulatedNodes {
         let shutdown = CancellationToken::new();
-        let scheduler = DefaultScheduler::new(client.clone(), plumbing::Options { seed, steps: None });
+        let scheduler =
+            DefaultScheduler::new(client.clone(), plumbing::Options { seed, steps: None });
         let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
         SimulatedNodes {
             kubelets: start_simulated_kubelets(api, client, nodes, config),
@@ -155,7 +156,8 @@ fn start_nodes<R: Runtime>(
     (1..=nodes)
         .map(|i| {
             let config = KubeletConfig::new(format!("node-{i}"));
-            let kubelet = Kubelet::start(client.clone(), runtime(clock, ipam.clone()), config, clock);
+            let kubelet =
+                Kubelet::start(client.clone(), runtime(clock, ipam.clone()), config, clock);
             api.register_kubelet(kubelet.node_name(), kubelet.logs());
             kubelet
         })

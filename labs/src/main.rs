@@ -33,6 +33,9 @@ enum Lab {
     /// Lab: the scheduler — nodes of different sizes, where each pod goes
     /// and why, an unschedulable pod, taints and a nodeSelector.
     Scheduler,
+    /// Lab: the kubelet — one node, simulated containers: a pod's life,
+    /// CrashLoopBackOff, probes, ImagePullBackOff, graceful deletion.
+    Kubelet,
     /// Lab: when a node dies — a kubelet stops, the node lifecycle
     /// controller marks its node Unknown and taints it, its pods are
     /// evicted and replaced elsewhere (in-process, virtual time).
@@ -147,7 +150,7 @@ fn main() {
         // The narrated lab runs on one thread with tokio's clock paused: time
         // only moves when every task is waiting, so the run is the same every
         // time (and a 5-minute timeout takes no time at all).
-        Lab::Replicaset | Lab::Scheduler | Lab::NodeFailure => {
+        Lab::Replicaset | Lab::Scheduler | Lab::Kubelet | Lab::NodeFailure => {
             init_tracing("warn");
             let lab = cli.lab;
             tokio::runtime::Builder::new_current_thread()
@@ -160,6 +163,7 @@ fn main() {
                         let out = &mut std::io::stdout();
                         match lab {
                             Lab::Scheduler => labs::scheduler::lab::run(out).await,
+                            Lab::Kubelet => labs::kubelet::lab::run(out).await,
                             Lab::NodeFailure => labs::controllers::node_failure_lab::run(out).await,
                             _ => labs::controllers::lab::run(out).await,
                         }
@@ -222,7 +226,7 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
             )
             .await
         }
-        Lab::Replicaset | Lab::Scheduler | Lab::NodeFailure | Lab::Rollout(_) => {
+        Lab::Replicaset | Lab::Scheduler | Lab::Kubelet | Lab::NodeFailure | Lab::Rollout(_) => {
             unreachable!("runs on its own runtime")
         }
         Lab::ControllerManager {

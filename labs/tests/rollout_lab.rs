@@ -186,7 +186,10 @@ async fn the_book_shows_the_real_output() {
         "/../book/src/deployment.md"
     ))
     .unwrap();
-    let default = render(&rollout(&RolloutArgs::default()).await.unwrap(), Format::Table);
+    let default = render(
+        &rollout(&RolloutArgs::default()).await.unwrap(),
+        Format::Table,
+    );
     let broken = RolloutArgs {
         fail_new: true,
         undo: true,

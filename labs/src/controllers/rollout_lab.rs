@@ -25,14 +25,14 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use serde_json::json;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::deployment::revisions::{CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION};

@@ -105,6 +105,9 @@ struct Shared<R> {
     bells: Mutex<HashMap<String, Arc<Notify>>>,
     /// Per `namespace/name`: which container instances exist, for logs.
     log_index: Arc<Mutex<HashMap<String, PodLogIndex>>>,
+    /// The images on this node (upstream asks the runtime's image service;
+    /// ours remembers what it pulled).
+    images: Mutex<HashMap<String, super::runtime::ImageRef>>,
 }
 
 /// Which instance of each container `kubectl logs` reads.
@@ -138,6 +141,7 @@ impl Kubelet {
             shutdown: shutdown.clone(),
             bells: Mutex::new(HashMap::new()),
             log_index: Arc::clone(&log_index),
+            images: Mutex::new(HashMap::new()),
         });
         let tasks = vec![
             tokio::spawn(node_status_loop(Arc::clone(&shared))),
@@ -412,7 +416,14 @@ async fn watch_pods<R: Runtime>(s: Arc<Shared<R>>) {
         workers.retain(|_, tx| !tx.is_closed());
         match workers.get(&uid) {
             Some(tx) => {
-                tx.send_replace(PodUpdate { pod, gone });
+                // Hand over the newest object, but wake the worker only for
+                // a change it must act on: not for a status write (most
+                // often its own, coming back through the watch).
+                tx.send_if_modified(|u| {
+                    let wake = gone != u.gone || differs_semantically(&u.pod, &pod);
+                    *u = PodUpdate { pod, gone };
+                    wake
+                });
             }
             None if gone => {}
             None => {
@@ -430,6 +441,22 @@ async fn watch_pods<R: Runtime>(s: Arc<Shared<R>>) {
     for t in tasks {
         let _ = t.await;
     }
+}
+
+/// Does `new` differ from `old` in something other than its status (and
+/// bookkeeping such as `resourceVersion`)? Upstream's pod config
+/// (`checkAndUpdatePod` in `pkg/kubelet/config/config.go`) hands the pod
+/// workers an update only then. Without this, each status the worker wrote
+/// woke it once more: an extra sync per write, and during a back-off an
+/// extra `BackOff` event each time.
+fn differs_semantically(old: &Pod, new: &Pod) -> bool {
+    let (o, n) = (&old.metadata, &new.metadata);
+    old.spec != new.spec
+        || o.labels != n.labels
+        || o.annotations != n.annotations
+        || o.deletion_timestamp != n.deletion_timestamp
+        || o.deletion_grace_period_seconds != n.deletion_grace_period_seconds
+        || o.owner_references != n.owner_references
 }
 
 fn pod_key(pod: &Pod) -> String {
@@ -682,10 +709,22 @@ async fn carry_out<R: Runtime>(
                     s.clock.now(),
                 );
             }
-            Action::BackOff { message, .. } => {
-                // The core's message is upstream's ("Back-off restarting
-                // failed container app in pod web_default(uid)").
-                s.events.record(pod, "Warning", "BackOff", message.clone());
+            Action::BackOff { reason, event, .. } => {
+                // Upstream's events: a crash loop is a Warning ("Back-off
+                // restarting failed container app in pod web_default(uid)");
+                // an image back-off is Normal ("Back-off pulling image"),
+                // followed by the failed start's "Error: ImagePullBackOff".
+                if *reason == reasons::IMAGE_PULL_BACK_OFF {
+                    s.events.record(pod, "Normal", "BackOff", event.clone());
+                    s.events.record(
+                        pod,
+                        "Warning",
+                        "Failed",
+                        format!("Error: {}", reasons::IMAGE_PULL_BACK_OFF),
+                    );
+                } else {
+                    s.events.record(pod, "Warning", "BackOff", event.clone());
+                }
             }
             Action::RemoveSandbox => {
                 if let Some(sandbox) = &state.sandbox {
@@ -742,13 +781,43 @@ async fn start_container<R: Runtime>(
         return;
     };
     let image = c.image.clone().unwrap_or_default();
-    s.events.record(
-        pod,
-        "Normal",
-        "Pulling",
-        format!("Pulling image \"{image}\""),
-    );
-    let image_ref = match s.runtime.pull_image(&image).await {
+    // `imagePullPolicy` (the API server defaults it: `IfNotPresent` for a
+    // tagged image, `Always` for `:latest`): an image already on the node is
+    // not pulled again — which is why a crash-looping container's restarts
+    // say "already present on machine" instead of pulling each time.
+    let policy = c.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
+    let present = s.images.lock().unwrap().get(&image).cloned();
+    let pulled = match present.filter(|_| policy != "Always") {
+        Some(r) => {
+            s.events.record(
+                pod,
+                "Normal",
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+            );
+            Ok(r)
+        }
+        None => {
+            s.events.record(
+                pod,
+                "Normal",
+                "Pulling",
+                format!("Pulling image \"{image}\""),
+            );
+            let pulled = s.runtime.pull_image(&image).await;
+            if let Ok(r) = &pulled {
+                s.events.record(
+                    pod,
+                    "Normal",
+                    "Pulled",
+                    format!("Successfully pulled image \"{image}\""),
+                );
+                s.images.lock().unwrap().insert(image.clone(), r.clone());
+            }
+            pulled
+        }
+    };
+    let image_ref = match pulled {
         Ok(r) => r,
         Err(e) => {
             s.events.record(
@@ -767,12 +836,6 @@ async fn start_container<R: Runtime>(
             return;
         }
     };
-    s.events.record(
-        pod,
-        "Normal",
-        "Pulled",
-        format!("Successfully pulled image \"{image}\""),
-    );
     let env = match container_env(s, pod, c, &sandbox.ip.to_string()).await {
         Ok(env) => env,
         Err(msg) => {
@@ -936,3 +999,32 @@ impl<R: Runtime> NodeLogs for KubeletLogs<R> {
     }
 }
 // ANCHOR_END: logs
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_non_status_changes_wake_a_pod_worker() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web", "resourceVersion": "5"},
+            "spec": {"containers": [{"name": "app", "image": "workbook/demo-app:v1"}]},
+        }))
+        .unwrap();
+        // Its own status write, back through the watch: no.
+        let mut status_only = pod.clone();
+        status_only.metadata.resource_version = Some("6".into());
+        status_only.status = Some(PodStatus {
+            phase: Some("Running".into()),
+            ..Default::default()
+        });
+        assert!(!differs_semantically(&pod, &status_only));
+        // A new image, or a deletion: yes.
+        let mut new_image = pod.clone();
+        new_image.spec.as_mut().unwrap().containers[0].image = Some("x:2".into());
+        assert!(differs_semantically(&pod, &new_image));
+        let mut deleted = pod.clone();
+        deleted.metadata.deletion_timestamp = Some(time(Timestamp::UNIX_EPOCH));
+        assert!(differs_semantically(&pod, &deleted));
+    }
+}

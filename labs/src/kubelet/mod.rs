@@ -41,6 +41,7 @@
 pub mod agent;
 pub mod backoff;
 pub mod env;
+pub mod lab;
 pub mod logs;
 pub mod pod_sync;
 pub mod probe;

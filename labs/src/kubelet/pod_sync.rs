@@ -89,7 +89,13 @@ pub enum Action {
     BackOff {
         container: String,
         reason: &'static str,
+        /// The waiting container's message (`back-off 20s restarting
+        /// failed container=app pod=...`).
         message: String,
+        /// The `BackOff` event's message. Upstream's is the same on every
+        /// sync of one back-off (`Back-off restarting failed container app
+        /// in pod ...`), so repeats add up as one Event's `count` (x5).
+        event: String,
         until: Timestamp,
     },
     /// `StopPodSandbox` + `RemovePodSandbox`: every container of a deleted
@@ -119,6 +125,13 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// How long after a failed start (other than a pull) the kubelet tries
 /// again: the pod worker's requeue after an error (`backOffPeriod`).
 pub const START_RETRY: Duration = Duration::from_secs(10);
+/// While a container waits out a back-off, its pod is synced again at
+/// least this often, so the status moves from the exit (`Error`,
+/// `ErrImagePull`) to `CrashLoopBackOff` / `ImagePullBackOff` long before a
+/// 5-minute wait ends, and each look adds one to the `BackOff` event's
+/// count. (Upstream gets there through the pod worker's requeues and
+/// resyncs; we use its `backOffPeriod`, 10 s, without jitter.)
+pub const BACKOFF_RESYNC: Duration = Duration::from_secs(10);
 
 /// A sidecar: an init container with `restartPolicy: Always` (native
 /// sidecars, GA in 1.33). It starts in init order, then keeps running
@@ -329,6 +342,12 @@ impl Planner<'_> {
         self.next_sync_at = Some(self.next_sync_at.map_or(t, |n| n.min(t)));
     }
 
+    /// A back-off ends at `until`; look again before then, every
+    /// [`BACKOFF_RESYNC`].
+    fn wake_during_backoff(&mut self, until: Timestamp) {
+        self.wake_at(until.min(add(self.now, BACKOFF_RESYNC)));
+    }
+
     fn kill_all(&mut self, reason: KillReason) {
         let spec = self.pod.spec.clone().unwrap_or_default();
         for c in spec
@@ -407,9 +426,14 @@ impl Planner<'_> {
                             c.name,
                             pod_ref(self.pod)
                         ),
+                        event: format!(
+                            "Back-off restarting failed container {} in pod {}",
+                            c.name,
+                            pod_ref(self.pod)
+                        ),
                         until,
                     });
-                    self.wake_at(until);
+                    self.wake_during_backoff(until);
                     return;
                 }
                 self.start(c, init, inst.attempt + 1, Some(finished_at));
@@ -438,13 +462,15 @@ impl Planner<'_> {
                 if backoff.is_in_backoff_since_update(&image, self.now) {
                     let e = backoff.entry(&image).expect("in backoff");
                     let until = add(e.last_update, e.backoff);
+                    let message = format!("Back-off pulling image \"{image}\"");
                     self.actions.push(Action::BackOff {
                         container: c.name.clone(),
                         reason: reasons::IMAGE_PULL_BACK_OFF,
-                        message: format!("Back-off pulling image \"{image}\""),
+                        message: message.clone(),
+                        event: message,
                         until,
                     });
-                    self.wake_at(until);
+                    self.wake_during_backoff(until);
                     return;
                 }
             }

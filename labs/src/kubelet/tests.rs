@@ -363,6 +363,41 @@ fn crash_shows_error_then_crash_loop_back_off() {
     );
 }
 
+/// During a long back-off the kubelet looks again every 10 s: the status
+/// moves from `Error` to `CrashLoopBackOff` within 10 s of the crash (not
+/// only when the wait ends), and the `BackOff` event keeps one message, so
+/// its repeats add up as one Event's count, as upstream's do.
+#[test]
+fn long_backoff_is_resynced_and_its_event_message_is_stable() {
+    let mut n = Node::new(pod(vec![container("app", "crash:1")]));
+    n.sync();
+    // Crashes at 1 (restarted at once), 2 (waits 10 s), 13 (waits 20 s).
+    for (crash, restart) in [(1, 1), (2, 12), (13, 33)] {
+        n.now = crash;
+        n.exit("app", 1);
+        n.now = restart;
+        n.sync();
+    }
+    n.now = 34;
+    n.exit("app", 1);
+    let d = sync_pod(&n.pod, &n.state, t(34));
+    let [Action::BackOff { until, event, .. }] = &d.actions[..] else {
+        panic!("{:?}", d.actions)
+    };
+    assert_eq!(*until, t(34 + 40), "the fourth crash waits 40 s");
+    assert_eq!(
+        event,
+        "Back-off restarting failed container app in pod web_default(uid-1)"
+    );
+    assert_eq!(d.next_sync_at, Some(t(44)), "looks again after 10 s");
+    n.sync();
+    assert_eq!(n.shown("app"), "Error");
+    n.now = 44;
+    let again = n.sync();
+    assert_eq!(n.shown("app"), "CrashLoopBackOff");
+    assert!(matches!(&again[..], [Action::BackOff { event: e, .. }] if e == event));
+}
+
 #[test]
 fn backoff_resets_after_ten_minutes_of_running() {
     let mut n = Node::new(pod(vec![container("app", "crash:1")]));

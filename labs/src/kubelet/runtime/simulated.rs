@@ -45,7 +45,9 @@ pub const SIMULATE_ANNOTATION: &str = "labs.workbook/simulate";
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Behavior {
-    /// How long `PullImage` takes.
+    /// How long `PullImage` takes. (The two pull fields are read from the
+    /// runtime's configuration per image only: a pull knows the image, not
+    /// the pod, so the annotation cannot change them.)
     pub pull_seconds: u64,
     /// The pull fails (`ErrImagePull`).
     pub pull_fails: bool,

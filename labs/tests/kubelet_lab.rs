@@ -1,0 +1,57 @@
+//! The `labs kubelet` lab's output, as the book shows it.
+//!
+//! One kubelet on the simulated runtime, on paused time: the whole
+//! transcript is a snapshot. A change in the kubelet's behaviour (a reason,
+//! a back-off step, an event, a probe's timing) shows up here as a diff.
+
+#[tokio::test(start_paused = true)]
+async fn kubelet_lab_output() {
+    let mut out = Vec::new();
+    let facts = labs::kubelet::lab::run_with_facts(&mut out).await.unwrap();
+    let output = String::from_utf8(out).unwrap();
+    // A few facts checked directly, so that a failure says what broke.
+    // The first restart is immediate, then the waits double from 10 s.
+    assert_eq!(facts.crash_loop_waits, [0, 10, 20, 40], "{output}");
+    assert_eq!(facts.restart_counts, [1, 2, 3, 4], "{output}");
+    // Pulls of the missing image: at once, then after 10 s, then 20 s more.
+    assert_eq!(facts.pull_attempts, [0, 10, 30], "{output}");
+    // Graceful deletion: exits 0 within the grace period, else SIGKILL.
+    assert_eq!(facts.exit_codes.get("web"), Some(&0), "{output}");
+    assert_eq!(facts.exit_codes.get("stuck"), Some(&137), "{output}");
+    assert!(output.contains("CrashLoopBackOff"), "{output}");
+    assert!(output.contains("ImagePullBackOff"), "{output}");
+    assert!(
+        output.contains("exiting with code 1"),
+        "logs --previous: {output}"
+    );
+    insta::assert_snapshot!(output);
+}
+
+/// Run it again: the same transcript (no randomness leaks into the output).
+#[tokio::test(start_paused = true)]
+async fn kubelet_lab_is_deterministic() {
+    let mut first = Vec::new();
+    labs::kubelet::lab::run(&mut first).await.unwrap();
+    let mut second = Vec::new();
+    labs::kubelet::lab::run(&mut second).await.unwrap();
+    assert_eq!(String::from_utf8(first), String::from_utf8(second));
+}
+
+/// The chapter "The kubelet and the container runtime" shows the lab's
+/// output in its "Try it" section. This keeps the two equal: change the
+/// lab, and this fails until the chapter shows the new output.
+#[tokio::test(start_paused = true)]
+async fn the_book_shows_the_real_output() {
+    let chapter = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../book/src/kubelet.md"
+    ))
+    .unwrap();
+    let mut out = Vec::new();
+    labs::kubelet::lab::run(&mut out).await.unwrap();
+    let output = String::from_utf8(out).unwrap();
+    assert!(
+        chapter.contains(&format!("$ cargo run -p labs -- kubelet\n{output}```\n")),
+        "book/src/kubelet.md must show the output of `cargo run -p labs -- kubelet`:\n{output}"
+    );
+}
