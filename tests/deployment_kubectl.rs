@@ -3,27 +3,39 @@
 //! `kubernetes-api.md` §16; the rest of the list runs without controllers
 //! in `apiserver_kubectl.rs`).
 //!
-//! There is no kubelet in the labs yet, so a [`FakeKubelet`] plays its
-//! part: it binds pods to a fake node and marks them Running and Ready
-//! through the status subresource, which is all the Deployment controller
-//! needs to see to move a rollout on. Real time and real sockets here, so
-//! every wait is bounded.
+//! The pods run: the scheduler places them on three nodes whose kubelets
+//! use the simulated runtime, configured per image — `app:slow` takes an hour
+//! to start (a rollout to it stops at its first step), `app:broken` cannot
+//! be pulled, every other image starts at once. Real time and real sockets
+//! here, so every wait is bounded.
 
 use std::time::Duration;
 
+use labs::cluster::SimulatedNodes;
 use labs::controllers::manager::{ControllerManager, ManagerOptions};
+use labs::kubelet::runtime::simulated::{Behavior, SimulatedConfig};
 use serde_json::Value;
 use workbook::apiserver::{DEPLOYMENT_YAML, TestServer};
 use workbook::cluster::wait_for;
-use workbook::kubelet::FakeKubelet;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-async fn start() -> (TestServer, ControllerManager, FakeKubelet) {
+async fn start() -> (TestServer, ControllerManager, SimulatedNodes) {
     let s = TestServer::start().await;
     let controllers = ControllerManager::start(s.client(), ManagerOptions::default());
-    let kubelet = FakeKubelet::start(s.client());
-    (s, controllers, kubelet)
+    let mut config = SimulatedConfig::default();
+    let slow = Behavior {
+        start_delay_seconds: 3600,
+        ..Behavior::default()
+    };
+    let broken = Behavior {
+        pull_fails: true,
+        ..Behavior::default()
+    };
+    config.images.insert("app:slow".into(), slow);
+    config.images.insert("app:broken".into(), broken);
+    let nodes = SimulatedNodes::start(&s.api, &s.client(), 3, config, 1);
+    (s, controllers, nodes)
 }
 
 async fn json(s: &TestServer, args: &[&str]) -> Value {
@@ -96,7 +108,7 @@ fn rows(rows: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_rollout_status_history_undo_pause_resume_restart() {
-    let (s, controllers, _kubelet) = start().await;
+    let (s, controllers, nodes) = start().await;
     let f = s.file("deployment.yaml", DEPLOYMENT_YAML);
     assert_eq!(
         s.kubectl(&["apply", "-f", &f]).await.ok().trim(),
@@ -354,22 +366,23 @@ async fn kubectl_rollout_status_history_undo_pause_resume_restart() {
     );
     rollout_status(&s).await;
 
+    nodes.stop().await.unwrap();
     controllers.shutdown().await.unwrap();
     s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_set_image_and_scale_mid_rollout() {
-    let (s, controllers, kubelet) = start().await;
+    let (s, controllers, nodes) = start().await;
     let yaml = DEPLOYMENT_YAML.replace("replicas: 3", "replicas: 10");
     let f = s.file("deployment.yaml", &yaml);
     s.kubectl(&["apply", "-f", &f]).await.ok();
     rollout_status(&s).await;
 
-    // New pods start but do not become ready: the rollout stops at the
-    // first step, (3, 8) for 10 replicas at 25%/25%.
-    kubelet.hold_readiness(true);
-    s.kubectl(&["set", "image", "deployment/web", "web=app:v2"])
+    // app:slow's containers take an hour to start, so its pods do not become
+    // ready: the rollout stops at the first step, (3, 8) for 10 replicas
+    // at 25%/25%.
+    s.kubectl(&["set", "image", "deployment/web", "web=app:slow"])
         .await
         .ok();
     wait_for("the first rollout step", LIMIT, || async {
@@ -415,12 +428,12 @@ async fn kubectl_set_image_and_scale_mid_rollout() {
         replica_sets(&s).await.len() == 3
     })
     .await;
-    kubelet.hold_readiness(false);
     rollout_status(&s).await;
     let rss = replica_sets(&s).await;
     let sizes: Vec<(i64, &str)> = rss.iter().map(|r| (r.1, r.2.as_str())).collect();
-    assert_eq!(sizes, [(0, "app:v1"), (0, "app:v2"), (20, "app:v3")]);
+    assert_eq!(sizes, [(0, "app:v1"), (0, "app:slow"), (20, "app:v3")]);
 
+    nodes.stop().await.unwrap();
     controllers.shutdown().await.unwrap();
     s.stop().await;
 }
@@ -430,7 +443,7 @@ async fn kubectl_set_image_and_scale_mid_rollout() {
 /// passes, `rollout status` fails, and only a human's `undo` fixes it.
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_broken_image_stalls_until_undo() {
-    let (s, controllers, _kubelet) = start().await;
+    let (s, controllers, nodes) = start().await;
     let yaml = DEPLOYMENT_YAML.replace(
         "  replicas: 3\n",
         "  replicas: 4\n  progressDeadlineSeconds: 2\n",
@@ -459,6 +472,7 @@ async fn kubectl_broken_image_stalls_until_undo() {
     let rss = replica_sets(&s).await;
     assert_eq!((rss[0].1, rss[1].1), (0, 4), "{rss:?}");
 
+    nodes.stop().await.unwrap();
     controllers.shutdown().await.unwrap();
     s.stop().await;
 }

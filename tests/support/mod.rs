@@ -19,4 +19,3 @@ pub fn book_dir() -> PathBuf {
 
 pub mod apiserver;
 pub mod cluster;
-pub mod kubelet;

@@ -438,7 +438,12 @@ async fn watch_pods<R: Runtime>(s: Arc<Shared<R>>) {
             }
         }
     }
+    // A worker waiting for its next sync has returned already. One in the
+    // middle of an action (a container that takes long to start) stops
+    // where it is, as it would if the kubelet process were killed: the
+    // runtime keeps what it has, and the next kubelet adopts it.
     for t in tasks {
+        t.abort();
         let _ = t.await;
     }
 }
