@@ -52,7 +52,7 @@ async fn start_pod(rt: &ProcessRuntime, name: &str, port: u16) -> (SandboxInfo, 
         })
         .await
         .unwrap();
-    let image = rt.pull_image("workbook/demo-app:v1").await.unwrap();
+    let image = rt.pull_image("workbook/demo-app:v1", None).await.unwrap();
     let container = Container {
         name: "app".into(),
         image: Some("workbook/demo-app:v1".into()),
@@ -217,7 +217,7 @@ async fn unknown_images_fail_to_pull() {
         "nginx:1.27",
         "gcr.io/google-samples/kubernetes-bootcamp:v10",
     ] {
-        let err = rt.pull_image(image).await.unwrap_err();
+        let err = rt.pull_image(image, None).await.unwrap_err();
         assert!(err.message.contains("not found"), "{err}");
         assert!(
             err.message.starts_with("rpc error: code = NotFound"),
@@ -232,8 +232,8 @@ async fn unknown_images_fail_to_pull() {
         Clock::system(),
         LoopbackIpam::default(),
     );
-    assert!(only_v1.pull_image("workbook/demo-app:v1").await.is_ok());
-    assert!(only_v1.pull_image("workbook/demo-app:v10").await.is_err());
+    assert!(only_v1.pull_image("workbook/demo-app:v1", None).await.is_ok());
+    assert!(only_v1.pull_image("workbook/demo-app:v10", None).await.is_err());
 }
 
 /// The whole chain for an unknown image: the kubelet core decides to start,
@@ -278,7 +278,7 @@ async fn err_image_pull_through_sync_pod() {
                 }
                 Action::StartContainer { container, .. } => {
                     let image = "workbook/kubernetes-bootcamp:v10";
-                    let err = rt.pull_image(image).await.unwrap_err();
+                    let err = rt.pull_image(image, None).await.unwrap_err();
                     state.record_pull_failure(container, image, &err.message, now);
                 }
                 _ => {}

@@ -102,6 +102,8 @@ struct Inner {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// The kubelets' log endpoints by node name ([`logs`]).
     kubelets: logs::Registry,
+    /// Objects decoded once for all filtered watches ([`watch::Decoded`]).
+    decoded: watch::Decoded,
 }
 
 /// The namespaces a fresh cluster has. Creating a namespaced object needs
@@ -121,6 +123,7 @@ impl ApiServer {
                 config,
                 shutdown,
                 kubelets: Default::default(),
+                decoded: Default::default(),
             }),
         };
         for ns in INITIAL_NAMESPACES {
@@ -135,6 +138,10 @@ impl ApiServer {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    fn decoded(&self) -> &watch::Decoded {
+        &self.inner.decoded
     }
 
     /// The axum router serving the whole API.

@@ -9,8 +9,17 @@
 //! into Kubernetes event types, filters them with label and field
 //! selectors, and writes BOOKMARKs (an RV with no object, so that a quiet
 //! watcher can resume from a recent revision).
+//!
+//! A filtered watch must decode each object to test its selectors, and
+//! there are many of them: every kubelet watches pods with
+//! `spec.nodeName=<itself>`, so with 100 nodes each pod change would be
+//! decoded 200 times (old and new, per kubelet). kube-apiserver's watch
+//! cache decodes an event once and hands the result to every watcher; the
+//! [`Decoded`] memo below does the same for us.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -27,7 +36,37 @@ use super::resources::Resource;
 use super::server::Call;
 use super::status::ApiError;
 use super::table;
-use crate::store::{Event, EventKind, Revision, StoreError, Watch};
+use crate::store::{Event, EventKind, KeyValue, Revision, StoreError, Watch};
+
+// ANCHOR: decoded
+/// Objects decoded for filtered watches, by (key, revision): a stored
+/// version never changes, so whichever watcher decodes it first decodes it
+/// for all. Bounded: it only has to outlive one event's fan-out.
+#[derive(Default)]
+pub struct Decoded {
+    objects: Mutex<HashMap<(String, Revision), Arc<Value>>>,
+}
+
+impl Decoded {
+    const CAPACITY: usize = 4096;
+
+    fn get(&self, kv: &KeyValue) -> Arc<Value> {
+        let key = (kv.key.clone(), kv.mod_revision);
+        if let Some(v) = self.objects.lock().unwrap().get(&key) {
+            return Arc::clone(v);
+        }
+        // Decode outside the lock; two watchers racing decode twice, which
+        // is harmless.
+        let v = Arc::new(object_from_kv(kv));
+        let mut objects = self.objects.lock().unwrap();
+        if objects.len() >= Self::CAPACITY {
+            objects.clear();
+        }
+        objects.insert(key, Arc::clone(&v));
+        v
+    }
+}
+// ANCHOR_END: decoded
 
 /// Everything the streaming task needs, moved into it.
 struct WatchTask {
@@ -203,11 +242,12 @@ impl WatchTask {
         if self.selectors.is_everything() && !self.table {
             return self.event_unfiltered(tx, ev).await;
         }
-        let old = ev.prev_kv.as_ref().map(object_from_kv);
+        let decoded = self.api.decoded();
+        let old = ev.prev_kv.as_ref().map(|kv| decoded.get(kv));
         let old_matches = old.as_ref().map(|o| self.selectors.matches(o));
         match ev.kind {
             EventKind::Put => {
-                let new = object_from_kv(&ev.kv);
+                let new = decoded.get(&ev.kv);
                 let new_matches = self.selectors.matches(&new);
                 let kind = match (old_matches, new_matches) {
                     (Some(true), true) => "MODIFIED",
@@ -215,12 +255,13 @@ impl WatchTask {
                     (Some(true), false) => "DELETED",
                     (_, false) => return true,
                 };
-                self.send(tx, kind, new).await
+                self.send(tx, kind, Value::clone(&new)).await
             }
             EventKind::Delete => {
-                let Some(mut last) = old.filter(|_| old_matches == Some(true)) else {
+                let Some(last) = old.filter(|_| old_matches == Some(true)) else {
                     return true;
                 };
+                let mut last = Value::clone(&last);
                 // A DELETED event carries the last state, stamped with the
                 // revision of the delete itself.
                 last["metadata"]["resourceVersion"] = json!(ev.kv.mod_revision.to_string());

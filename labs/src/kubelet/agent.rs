@@ -809,7 +809,7 @@ async fn start_container<R: Runtime>(
                 "Pulling",
                 format!("Pulling image \"{image}\""),
             );
-            let pulled = s.runtime.pull_image(&image).await;
+            let pulled = s.runtime.pull_image(&image, Some(&sandbox.config)).await;
             if let Ok(r) = &pulled {
                 s.events.record(
                     pod,

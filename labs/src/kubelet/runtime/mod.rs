@@ -191,8 +191,14 @@ pub trait Runtime: Send + Sync + 'static {
     /// A short name, also the scheme of container IDs (`process://…`).
     fn name(&self) -> &'static str;
 
-    /// `ImageService.PullImage`.
-    fn pull_image(&self, image: &str) -> impl Future<Output = Result<ImageRef, PullError>> + Send;
+    /// `ImageService.PullImage`. Like CRI's `PullImageRequest`, it may be
+    /// told the pod it pulls for (`sandbox_config`): a runtime can use the
+    /// pod's annotations, as the simulated one does.
+    fn pull_image(
+        &self,
+        image: &str,
+        sandbox: Option<&SandboxConfig>,
+    ) -> impl Future<Output = Result<ImageRef, PullError>> + Send;
 
     /// `RunPodSandbox`: give the pod its network identity.
     fn run_pod_sandbox(

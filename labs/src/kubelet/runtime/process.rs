@@ -183,7 +183,11 @@ impl Runtime for ProcessRuntime {
         "process"
     }
 
-    async fn pull_image(&self, image: &str) -> Result<ImageRef, PullError> {
+    async fn pull_image(
+        &self,
+        image: &str,
+        _sandbox: Option<&SandboxConfig>,
+    ) -> Result<ImageRef, PullError> {
         match demo_app_tag(image) {
             Some(tag)
                 if self

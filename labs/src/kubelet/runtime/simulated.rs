@@ -45,9 +45,8 @@ pub const SIMULATE_ANNOTATION: &str = "labs.workbook/simulate";
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Behavior {
-    /// How long `PullImage` takes. (The two pull fields are read from the
-    /// runtime's configuration per image only: a pull knows the image, not
-    /// the pod, so the annotation cannot change them.)
+    /// How long `PullImage` takes. (In the annotation, the two pull fields
+    /// override the image's configuration only where they are given.)
     pub pull_seconds: u64,
     /// The pull fails (`ErrImagePull`).
     pub pull_fails: bool,
@@ -225,12 +224,29 @@ impl Runtime for SimulatedRuntime {
         "simulated"
     }
 
-    async fn pull_image(&self, image: &str) -> Result<ImageRef, PullError> {
-        let listed = self.config.images.get(image);
-        if self.config.only_listed_images && listed.is_none() {
+    async fn pull_image(
+        &self,
+        image: &str,
+        sandbox: Option<&SandboxConfig>,
+    ) -> Result<ImageRef, PullError> {
+        if self.config.only_listed_images && !self.config.images.contains_key(image) {
             return Err(PullError::not_found(image));
         }
-        let b = listed.unwrap_or(&self.config.default);
+        // The image's pull, unless the pod's annotation says otherwise
+        // about it. (A bad annotation is the container's problem, reported
+        // when it starts, not the pull's.)
+        let mut b = self.behavior(image, None).unwrap_or_default();
+        let annotation = sandbox
+            .and_then(|s| s.annotations.get(SIMULATE_ANNOTATION))
+            .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok());
+        if let Some(a) = annotation {
+            if let Some(secs) = a.get("pullSeconds").and_then(|v| v.as_u64()) {
+                b.pull_seconds = secs;
+            }
+            if let Some(fails) = a.get("pullFails").and_then(|v| v.as_bool()) {
+                b.pull_fails = fails;
+            }
+        }
         self.delay(b.pull_seconds).await;
         if b.pull_fails {
             return Err(PullError::not_found(image));
@@ -469,7 +485,7 @@ mod tests {
         image: &str,
         attempt: u32,
     ) -> ContainerId {
-        let image = rt.pull_image(image).await.unwrap();
+        let image = rt.pull_image(image, None).await.unwrap();
         let config = ContainerConfig {
             container: Container {
                 name: "app".into(),
@@ -647,14 +663,30 @@ mod tests {
             },
         );
         let rt = runtime(config);
-        assert!(rt.pull_image("workbook/demo-app:v1").await.is_ok());
-        let err = rt.pull_image("workbook/demo-app:v2").await.unwrap_err();
+        assert!(rt.pull_image("workbook/demo-app:v1", None).await.is_ok());
+        let err = rt.pull_image("workbook/demo-app:v2", None).await.unwrap_err();
         assert!(
             err.message
                 .ends_with("docker.io/workbook/demo-app:v2: not found"),
             "{err}"
         );
-        assert!(rt.pull_image("workbook/demo-app:v3").await.is_err());
+        assert!(rt.pull_image("workbook/demo-app:v3", None).await.is_err());
+    }
+
+    /// The pod's annotation reaches the pull too (CRI passes the sandbox
+    /// config to PullImage): its pull delay and failure apply.
+    #[tokio::test(start_paused = true)]
+    async fn the_annotation_sets_the_pull() {
+        let rt = runtime(SimulatedConfig::default());
+        let slow = sandbox_config("u1", Some(r#"{"pullSeconds": 7}"#));
+        let before = Instant::now();
+        assert!(rt.pull_image("x:1", Some(&slow)).await.is_ok());
+        assert_eq!(before.elapsed(), Duration::from_secs(7));
+        let broken = sandbox_config("u2", Some(r#"{"pullFails": true}"#));
+        assert!(rt.pull_image("x:1", Some(&broken)).await.is_err());
+        // A bad annotation does not break the pull (the start reports it).
+        let bad = sandbox_config("u3", Some("{nope"));
+        assert!(rt.pull_image("x:1", Some(&bad)).await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]
@@ -664,7 +696,7 @@ mod tests {
             .run_pod_sandbox(&sandbox_config("u1", Some("{nope")))
             .await
             .unwrap();
-        let image = rt.pull_image("x:1").await.unwrap();
+        let image = rt.pull_image("x:1", None).await.unwrap();
         let config = ContainerConfig {
             container: Container::default(),
             attempt: 0,
