@@ -7,6 +7,15 @@
 
 use std::collections::HashMap;
 
+/// `say!(lab, "format", args…)`: one line of a lab's narration, written to
+/// the lab's `out` (`say!(lab)` writes an empty line). A write error ends
+/// the lab with `?`, as a closed stdout should.
+macro_rules! say {
+    ($lab:expr) => { writeln!($lab.out)? };
+    ($lab:expr, $($arg:tt)*) => { writeln!($lab.out, $($arg)*)? };
+}
+pub(crate) use say;
+
 /// Generated name → stable alias, per lab run.
 #[derive(Debug, Default)]
 pub struct NameAliases {

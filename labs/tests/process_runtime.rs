@@ -232,8 +232,18 @@ async fn unknown_images_fail_to_pull() {
         Clock::system(),
         LoopbackIpam::default(),
     );
-    assert!(only_v1.pull_image("workbook/demo-app:v1", None).await.is_ok());
-    assert!(only_v1.pull_image("workbook/demo-app:v10", None).await.is_err());
+    assert!(
+        only_v1
+            .pull_image("workbook/demo-app:v1", None)
+            .await
+            .is_ok()
+    );
+    assert!(
+        only_v1
+            .pull_image("workbook/demo-app:v10", None)
+            .await
+            .is_err()
+    );
 }
 
 /// The whole chain for an unknown image: the kubelet core decides to start,

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::narration::NameAliases;
+use crate::narration::{NameAliases, say};
 use std::io::Write;
 use std::time::Duration;
 
@@ -92,11 +92,6 @@ struct Lab<'a> {
     steps: mpsc::UnboundedReceiver<Step>,
     /// Generated pod name → stable alias (`web-#3`).
     aliases: NameAliases,
-}
-
-macro_rules! say {
-    ($lab:expr) => { writeln!($lab.out)? };
-    ($lab:expr, $($arg:tt)*) => { writeln!($lab.out, $($arg)*)? };
 }
 
 impl Lab<'_> {

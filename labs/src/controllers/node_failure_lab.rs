@@ -49,7 +49,7 @@ use crate::kubelet::Clock;
 use crate::kubelet::agent::{Kubelet, KubeletConfig};
 use crate::kubelet::runtime::simulated::{SimulatedConfig, SimulatedRuntime};
 use crate::kubelet::runtime::{LoopbackIpam, Runtime};
-use crate::narration::NameAliases;
+use crate::narration::{NameAliases, say};
 use crate::scheduler::plumbing::DECISION_ANNOTATION;
 use crate::store::Store;
 
@@ -190,11 +190,6 @@ struct Lab<'a> {
     outcome: Outcome,
 }
 
-macro_rules! say {
-    ($lab:expr) => { writeln!($lab.out)? };
-    ($lab:expr, $($arg:tt)*) => { writeln!($lab.out, $($arg)*)? };
-}
-
 impl Lab<'_> {
     fn pods(&self) -> Api<Pod> {
         Api::default_namespaced(self.client.clone())
@@ -272,6 +267,17 @@ impl Lab<'_> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(())
+    }
+
+    /// Waits until the Deployment `web` has `n` available pods.
+    async fn wait_available(&mut self, what: &str, n: i32) -> anyhow::Result<()> {
+        self.wait_until(what, |client| async move {
+            let d = Api::<Deployment>::default_namespaced(client)
+                .get("web")
+                .await?;
+            Ok(d.status.and_then(|s| s.available_replicas) == Some(n))
+        })
+        .await
     }
 
     async fn web_pods(&self) -> anyhow::Result<Vec<Pod>> {
@@ -590,13 +596,7 @@ impl Lab<'_> {
         Api::<Deployment>::default_namespaced(self.client.clone())
             .create(&PostParams::default(), &deployment)
             .await?;
-        self.wait_until("6 web pods available", |client| async move {
-            let d = Api::<Deployment>::default_namespaced(client)
-                .get("web")
-                .await?;
-            Ok(d.status.and_then(|s| s.available_replicas) == Some(6))
-        })
-        .await?;
+        self.wait_available("6 web pods available", 6).await?;
         let rs = Api::<ReplicaSet>::default_namespaced(self.client.clone())
             .list(&ListParams::default().labels("app=web"))
             .await?
@@ -767,13 +767,7 @@ impl Lab<'_> {
                 .all(|p| p.metadata.deletion_timestamp.is_some()))
         })
         .await?;
-        self.wait_until("6 web pods available again", |client| async move {
-            let d = Api::<Deployment>::default_namespaced(client)
-                .get("web")
-                .await?;
-            Ok(d.status.and_then(|s| s.available_replicas) == Some(6))
-        })
-        .await?;
+        self.wait_available("6 web pods available again", 6).await?;
         self.outcome.active_on_node_2_after_eviction = self.per_node().await?[victim];
         say!(
             self,
@@ -915,13 +909,7 @@ fn node_of(pod: &Pod) -> Option<String> {
 
 /// The pod's `Ready` condition status.
 fn pod_ready(pod: &Pod) -> Option<&str> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.status.as_str())
+    super::replicaset::ready_condition(pod).map(|c| c.status.as_str())
 }
 
 /// Sorts `web-#10` after `web-#9`.

@@ -34,6 +34,7 @@
 //! kubelet does more than the lab shows; `pod_sync`'s table tests cover the
 //! rest.
 
+use crate::narration::say;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::sync::Arc;
@@ -275,11 +276,6 @@ struct Lab<'a> {
     /// Pod UIDs to hide in messages.
     uids: HashSet<String>,
     facts: Facts,
-}
-
-macro_rules! say {
-    ($lab:expr) => { writeln!($lab.out)? };
-    ($lab:expr, $($arg:tt)*) => { writeln!($lab.out, $($arg)*)? };
 }
 
 /// What one line of `kubectl get pods -w` shows, plus the phase, the

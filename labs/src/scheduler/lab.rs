@@ -11,7 +11,7 @@
 //! random pod names printed as `web-#1`, `web-#2`, … in scheduling order,
 //! no times printed.
 
-use crate::narration::NameAliases;
+use crate::narration::{NameAliases, say};
 use std::io::Write;
 use std::time::Duration;
 
@@ -99,11 +99,6 @@ struct Lab<'a> {
     steps: mpsc::UnboundedReceiver<Step>,
     /// Generated pod name → stable alias (`web-#3`).
     aliases: NameAliases,
-}
-
-macro_rules! say {
-    ($lab:expr) => { writeln!($lab.out)? };
-    ($lab:expr, $($arg:tt)*) => { writeln!($lab.out, $($arg)*)? };
 }
 
 impl Lab<'_> {

@@ -664,7 +664,10 @@ mod tests {
         );
         let rt = runtime(config);
         assert!(rt.pull_image("workbook/demo-app:v1", None).await.is_ok());
-        let err = rt.pull_image("workbook/demo-app:v2", None).await.unwrap_err();
+        let err = rt
+            .pull_image("workbook/demo-app:v2", None)
+            .await
+            .unwrap_err();
         assert!(
             err.message
                 .ends_with("docker.io/workbook/demo-app:v2: not found"),
