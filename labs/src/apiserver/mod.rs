@@ -108,7 +108,7 @@ struct Inner {
 
 /// The namespaces a fresh cluster has. Creating a namespaced object needs
 /// its namespace to exist, as in Kubernetes.
-pub const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system"];
+pub const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-node-lease"];
 
 impl ApiServer {
     pub fn new(store: Store) -> ApiServer {

@@ -180,6 +180,21 @@ pub static RESOURCES: &[Resource] = &[
         etcd_prefix: "/registry/replicasets",
         has_generation: true,
     },
+    // Node heartbeats since Kubernetes 1.17: each kubelet renews the Lease
+    // named after its node in `kube-node-lease` (see `crate::kubelet`).
+    Resource {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        singular: "lease",
+        kind: "Lease",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        etcd_prefix: "/registry/leases",
+        has_generation: false,
+    },
 ];
 
 impl Resource {
@@ -244,7 +259,9 @@ impl Resource {
     /// types are rejected, JSON `null`s and unknown fields disappear, and
     /// the stored JSON has one canonical shape.
     pub fn round_trip(&self, obj: Value) -> Result<Value, serde_json::Error> {
-        use k8s_openapi::api::{apps::v1 as apps, core::v1 as core};
+        use k8s_openapi::api::{
+            apps::v1 as apps, coordination::v1 as coordination, core::v1 as core,
+        };
         fn rt<T: serde::de::DeserializeOwned + serde::Serialize>(
             v: Value,
         ) -> Result<Value, serde_json::Error> {
@@ -261,6 +278,7 @@ impl Resource {
             "Secret" => rt::<core::Secret>(obj),
             "Deployment" => rt::<apps::Deployment>(obj),
             "ReplicaSet" => rt::<apps::ReplicaSet>(obj),
+            "Lease" => rt::<coordination::Lease>(obj),
             _ => Ok(obj),
         }
     }
@@ -278,7 +296,8 @@ pub fn by_kind(kind: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.kind == kind)
 }
 
-/// The group/versions served, in discovery order: `("", "v1")`, `("apps", "v1")`.
+/// The group/versions served, in discovery order: `("", "v1")`, `("apps", "v1")`,
+/// `("coordination.k8s.io", "v1")`.
 pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
     for r in RESOURCES {

@@ -358,6 +358,16 @@ pub fn column_definitions(kind: &str) -> Vec<Value> {
             column("Endpoints", "string", 0, "Endpoints of the service."),
             age_column(),
         ],
+        "Lease" => vec![
+            name_column(),
+            column(
+                "Holder",
+                "string",
+                0,
+                "holderIdentity contains the identity of the holder of a current lease.",
+            ),
+            age_column(),
+        ],
         _ => vec![name_column(), age_column()],
     }
 }
@@ -482,6 +492,14 @@ fn cells(kind: &str, obj: &Value, now: Timestamp) -> (Vec<Value>, Option<Value>)
         }
         "Endpoints" => (
             vec![json!(name), json!(format_endpoints(obj)), json!(age)],
+            None,
+        ),
+        "Lease" => (
+            vec![
+                json!(name),
+                json!(or_none(s(obj, "/spec/holderIdentity"))),
+                json!(age),
+            ],
             None,
         ),
         _ => (vec![json!(name), json!(age)], None),
@@ -1316,6 +1334,12 @@ mod tests {
                 2,
                 "web.1"
             ])
+        );
+        let lease = json!({"metadata": {"name": "node-1", "creationTimestamp": ago(10)},
+            "spec": {"holderIdentity": "node-1", "leaseDurationSeconds": 40}});
+        assert_eq!(
+            table("Lease", &[lease], "1", now())["rows"][0]["cells"],
+            json!(["node-1", "node-1", "10s"])
         );
         let widget = json!({"metadata": {"name": "w", "creationTimestamp": ago(5)}});
         let t = table("Widget", &[widget], "1", now());

@@ -11,7 +11,8 @@
 //!
 //! 1. a Deployment of 6 spreads 2/2/2 over the nodes;
 //! 2. node-2's kubelet stops (`systemctl stop kubelet`, or a pulled network
-//!    cable): its heartbeats stop, its containers keep running;
+//!    cable): its heartbeats (the renewals of its Lease in `kube-node-lease`)
+//!    stop, its containers keep running;
 //! 3. after `--node-monitor-grace-period` the node lifecycle controller
 //!    marks node-2 `Ready=Unknown`, taints it `unreachable`, and marks its
 //!    pods not ready;
@@ -33,8 +34,9 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -46,7 +48,7 @@ use super::nodelifecycle::ready_status;
 use crate::apiserver::ApiServer;
 use crate::cluster::{ClusterOptions, Components, api_config};
 use crate::kubelet::Clock;
-use crate::kubelet::agent::{Kubelet, KubeletConfig};
+use crate::kubelet::agent::{Kubelet, KubeletConfig, NODE_LEASE_NAMESPACE};
 use crate::kubelet::runtime::simulated::{SimulatedConfig, SimulatedRuntime};
 use crate::kubelet::runtime::{LoopbackIpam, Runtime};
 use crate::narration::{NameAliases, say};
@@ -225,6 +227,11 @@ impl Lab<'_> {
             Some(t) => format!("t={}s", t.0.as_second() - self.start_time.as_second()),
             None => "<none>".into(),
         }
+    }
+
+    /// [`Self::t_of`] for a Lease's `MicroTime`.
+    fn t_of_micro(&self, time: Option<&MicroTime>) -> String {
+        self.t_of(time.map(|t| Time(t.0)).as_ref())
     }
 
     /// Gives every pod created so far its alias, in order of creation.
@@ -461,6 +468,20 @@ impl Lab<'_> {
                 taint.effect
             );
         }
+        // kubectl describe node shows the node's Lease too.
+        let lease = self.leases().get_opt(name).await?;
+        let spec = lease.and_then(|l| l.spec).unwrap_or_default();
+        say!(self, "    Lease:");
+        say!(
+            self,
+            "      HolderIdentity:  {}",
+            spec.holder_identity.as_deref().unwrap_or("<unset>")
+        );
+        say!(
+            self,
+            "      RenewTime:       {}",
+            self.t_of_micro(spec.renew_time.as_ref())
+        );
         say!(self, "    Conditions:");
         say!(
             self,
@@ -486,16 +507,18 @@ impl Lab<'_> {
         Ok(())
     }
 
-    /// The Ready condition's `lastHeartbeatTime` of a node.
-    async fn heartbeat(&self, name: &str) -> anyhow::Result<Option<Time>> {
-        let node = self.nodes().get(name).await?;
-        Ok(node
-            .status
-            .and_then(|s| s.conditions)
-            .into_iter()
-            .flatten()
-            .find(|c| c.type_ == "Ready")
-            .and_then(|c| c.last_heartbeat_time))
+    fn leases(&self) -> Api<Lease> {
+        Api::namespaced(self.client.clone(), NODE_LEASE_NAMESPACE)
+    }
+
+    /// The heartbeat: the `renewTime` of a node's Lease.
+    async fn heartbeat(&self, name: &str) -> anyhow::Result<Option<MicroTime>> {
+        Ok(self
+            .leases()
+            .get_opt(name)
+            .await?
+            .and_then(|l| l.spec)
+            .and_then(|s| s.renew_time))
     }
 
     /// What `crictl ps` on a node would list: the containers its runtime
@@ -540,7 +563,7 @@ impl Lab<'_> {
         );
         say!(
             self,
-            "    kubelet --node-status-update-frequency   10s  (the heartbeat; upstream 10s)"
+            "    kubelet node Lease renewal interval      10s  (the heartbeat; upstream 10s)"
         );
         say!(
             self,
@@ -573,8 +596,34 @@ impl Lab<'_> {
         .await?;
         say!(
             self,
-            "  Each kubelet registers its Node object, then reports on it every 10 s."
+            "  Each kubelet registers its Node object and creates a Lease named after it"
         );
+        say!(
+            self,
+            "  in the namespace kube-node-lease, the node's heartbeat:"
+        );
+        self.wait_until("three Leases", |client| async move {
+            let leases = Api::<Lease>::namespaced(client, NODE_LEASE_NAMESPACE)
+                .list(&ListParams::default())
+                .await?;
+            Ok(leases.items.len() == NODES.len())
+        })
+        .await?;
+        say!(self, "  $ kubectl get leases -n kube-node-lease");
+        say!(self, "    NAME     HOLDER");
+        let mut leases = self.leases().list(&ListParams::default()).await?.items;
+        leases.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        for lease in leases {
+            say!(
+                self,
+                "    {:<8} {}",
+                lease.metadata.name.unwrap_or_default(),
+                lease
+                    .spec
+                    .and_then(|s| s.holder_identity)
+                    .unwrap_or_else(|| "<none>".into())
+            );
+        }
         self.print_nodes().await?;
         let t = self.t();
         say!(
@@ -648,13 +697,21 @@ impl Lab<'_> {
         }
         say!(
             self,
-            "  The heartbeat: node-2's Ready condition gets a new lastHeartbeatTime every 10 s."
+            "  The heartbeat: node-2's kubelet writes a new renewTime into its Lease every"
+        );
+        say!(
+            self,
+            "  10 s. (Its node status, unchanged, is written only every 5 minutes.)"
         );
         for _ in 0..2 {
             let t = self.t();
             let beat = self.heartbeat(victim).await?;
-            let beat = self.t_of(beat.as_ref());
-            say!(self, "{t}  node-2 Ready=True, lastHeartbeatTime {beat}");
+            let beat = self.t_of_micro(beat.as_ref());
+            say!(
+                self,
+                "{t}  $ kubectl get lease -n kube-node-lease node-2 -o jsonpath='{{.spec.renewTime}}'"
+            );
+            say!(self, "    {beat}");
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
 
@@ -672,10 +729,10 @@ impl Lab<'_> {
             kubelet.stop().await;
         }
         let running = self.running_on(VICTIM).await;
-        let beat = self.t_of(last_beat.as_ref());
+        let beat = self.t_of_micro(last_beat.as_ref());
         say!(
             self,
-            "  Its last heartbeat was at {beat}. Nothing tells the API server that anything"
+            "  Its Lease was last renewed at {beat}. Nothing tells the API server that anything"
         );
         say!(
             self,
@@ -688,7 +745,7 @@ impl Lab<'_> {
         tokio::time::sleep(Duration::from_secs(20)).await;
         say!(
             self,
-            "  20 s later the node still looks fine: a few missed heartbeats may be a busy"
+            "  20 s later the node still looks fine: a few missed renewals may be a busy"
         );
         say!(self, "  network, and moving pods is expensive.");
         self.print_nodes().await?;
@@ -706,21 +763,30 @@ impl Lab<'_> {
         .await?;
         say!(
             self,
-            "  The node lifecycle controller checks every node every 5 s. node-2's heartbeat"
+            "  The node lifecycle controller checks every node every 5 s. node-2's Lease has"
         );
         say!(
             self,
-            "  has not moved for longer than --node-monitor-grace-period (40 s), so it sets"
+            "  not been renewed, nor its status written, for longer than"
         );
         say!(
             self,
-            "  every condition to Unknown and turns that into taints:"
+            "  --node-monitor-grace-period (40 s), so it sets every condition to Unknown and"
         );
+        say!(self, "  turns that into taints:");
         let node = self.nodes().get(victim).await?;
         self.outcome.taints_after_grace = taint_keys(&node);
         self.outcome.ready_after_grace = ready_status(&node).unwrap_or_default().to_string();
         self.print_nodes().await?;
         self.describe_node(victim).await?;
+        say!(
+            self,
+            "  (LastHeartbeat is t=0s: the status was last written when node-2 registered."
+        );
+        say!(
+            self,
+            "  Since then, the Lease's RenewTime has carried the heartbeat.)"
+        );
         say!(
             self,
             "  unreachable:NoSchedule keeps new pods off node-2; unreachable:NoExecute says"
@@ -847,11 +913,15 @@ impl Lab<'_> {
         .await?;
         say!(
             self,
-            "  Its first status update is a heartbeat with Ready=True; the node lifecycle"
+            "  It renews its Lease again, and writes its node status at once: Ready=True"
         );
         say!(
             self,
-            "  controller removes the taints. The kubelet finds its pods being deleted,"
+            "  differs from the Unknown the API server holds. The node lifecycle controller"
+        );
+        say!(
+            self,
+            "  removes the taints. The kubelet finds its pods being deleted,"
         );
         say!(self, "  stops their containers and deletes the objects:");
         self.print_nodes().await?;

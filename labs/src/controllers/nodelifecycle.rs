@@ -9,13 +9,14 @@
 //! 1. **Health.** A node whose heartbeat has not moved for
 //!    `--node-monitor-grace-period` (40 s upstream) gets its `Ready`
 //!    condition set to `Unknown`, reason `NodeStatusUnknown`, "Kubelet
-//!    stopped posting node status.", and a `NodeNotReady` event. The
-//!    heartbeat we read is the `Ready` condition's `lastHeartbeatTime`,
-//!    which the kubelet rewrites on every status update. Since Kubernetes
-//!    1.17 kubelets also renew a small **Lease** object in the
-//!    `kube-node-lease` namespace every 10 s, which is much cheaper than a
-//!    whole node status, and the controller treats either as a heartbeat;
-//!    our API server serves no Leases, so we only read node status.
+//!    stopped posting node status.", and a `NodeNotReady` event. Two things
+//!    count as a heartbeat (upstream's `tryUpdateNodeHealth`): the node's
+//!    **Lease** `kube-node-lease/<node>` getting a newer `spec.renewTime`
+//!    (the kubelet renews it every 10 s, since Kubernetes 1.17), and the
+//!    `Ready` condition's `lastHeartbeatTime` moving (the kubelet writes
+//!    the node status when it changes, and at least every 5 minutes). The
+//!    Lease is the cheap one: a few hundred bytes, against a node status of
+//!    kilobytes that every node watcher receives again.
 //!    As upstream, the controller does not compare the heartbeat with its
 //!    own clock (the two machines' clocks may disagree): it remembers *when
 //!    it saw the heartbeat change* (`probeTimestamp`) and measures silence
@@ -51,7 +52,7 @@
 //!    say `Ready=True` — the same effect, level-triggered. A kubelet that
 //!    comes back writes its pods' real readiness again.
 //!
-//! Left out: Leases (see above), zone-aware eviction rate limiting (upstream
+//! Left out: zone-aware eviction rate limiting (upstream
 //! slows evictions down when a whole zone looks unhealthy, since that is
 //! more likely the network than the nodes), and the `DisruptionTarget` pod
 //! condition set before an eviction.
@@ -66,8 +67,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use serde_json::json;
@@ -76,6 +78,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::EventRecorder;
 use super::runtime::{Action, EventHandler, Informer, WorkQueue, key_of, run_workers};
+use crate::kubelet::agent::NODE_LEASE_NAMESPACE;
 use crate::scheduler::filters::tolerates;
 use crate::scheduler::snapshot::{
     TAINT_NODE_NOT_READY, TAINT_NODE_UNREACHABLE, TAINT_NODE_UNSCHEDULABLE,
@@ -114,6 +117,8 @@ impl Default for Options {
 pub struct Health {
     /// The last heartbeat value seen (`lastHeartbeatTime`, as text).
     pub heartbeat: Option<String>,
+    /// The newest `renewTime` seen on the node's Lease.
+    pub lease_renew_time: Option<MicroTime>,
     /// When, on our clock, it last changed.
     pub probe_timestamp: Instant,
 }
@@ -133,24 +138,42 @@ fn ready_condition(node: &Node) -> Option<&NodeCondition> {
 }
 
 // ANCHOR: observe
-/// Updates `health` with what the node shows now and says whether its
-/// grace period is over: the heartbeat has not changed for longer than
-/// `grace` (on our clock) and the node does not already say `Unknown`.
-pub fn observe(node: &Node, health: &mut Option<Health>, now: Instant, grace: Duration) -> bool {
+/// Updates `health` with what the node and its Lease show now and says
+/// whether its grace period is over: no heartbeat for longer than `grace`
+/// (on our clock) and the node does not already say `Unknown`. A heartbeat
+/// is a new `lastHeartbeatTime` on the `Ready` condition, or a Lease
+/// `renewTime` newer than the last one seen.
+pub fn observe(
+    node: &Node,
+    lease: Option<&Lease>,
+    health: &mut Option<Health>,
+    now: Instant,
+    grace: Duration,
+) -> bool {
     let heartbeat = ready_condition(node)
         .and_then(|c| c.last_heartbeat_time.as_ref())
         .map(|t| t.0.to_string());
-    match health {
-        Some(h) if h.heartbeat == heartbeat => {}
-        // First sight, or a new heartbeat: the silence starts now.
-        _ => {
-            *health = Some(Health {
-                heartbeat,
-                probe_timestamp: now,
-            })
-        }
+    let renew_time = lease
+        .and_then(|l| l.spec.as_ref())
+        .and_then(|s| s.renew_time.clone());
+    // First sight: the silence starts now.
+    let h = health.get_or_insert_with(|| Health {
+        heartbeat: heartbeat.clone(),
+        lease_renew_time: renew_time.clone(),
+        probe_timestamp: now,
+    });
+    if h.heartbeat != heartbeat {
+        h.heartbeat = heartbeat;
+        h.probe_timestamp = now;
     }
-    let h = health.as_ref().expect("set above");
+    if let Some(renewed) = renew_time
+        && h.lease_renew_time
+            .as_ref()
+            .is_none_or(|seen| seen.0 < renewed.0)
+    {
+        h.lease_renew_time = Some(renewed);
+        h.probe_timestamp = now;
+    }
     now.duration_since(h.probe_timestamp) > grace && ready_status(node) != Some("Unknown")
 }
 // ANCHOR_END: observe
@@ -266,6 +289,9 @@ pub fn not_ready_conditions(pod: &Pod, now: &Time) -> Option<Vec<PodCondition>> 
 struct Shared {
     client: kube::Client,
     nodes: Store<Node>,
+    /// The node Leases in `kube-node-lease` (read, never written: only the
+    /// kubelets renew them).
+    leases: Store<Lease>,
     pods: Store<Pod>,
     queue: Arc<WorkQueue>,
     options: Options,
@@ -279,16 +305,22 @@ struct Shared {
 pub struct NodeLifecycleController {
     shared: Arc<Shared>,
     node_informer: Informer<Node>,
+    lease_informer: Informer<Lease>,
     pod_informer: Informer<Pod>,
 }
 
 impl NodeLifecycleController {
     pub fn new(client: kube::Client, options: Options) -> Self {
         let node_informer = Informer::new(Api::<Node>::all(client.clone()));
+        let lease_informer = Informer::new(Api::<Lease>::namespaced(
+            client.clone(),
+            NODE_LEASE_NAMESPACE,
+        ));
         let pod_informer = Informer::new(Api::<Pod>::all(client.clone()));
         let shared = Arc::new(Shared {
             client,
             nodes: node_informer.store(),
+            leases: lease_informer.store(),
             pods: pod_informer.store(),
             queue: WorkQueue::new(),
             options,
@@ -299,6 +331,7 @@ impl NodeLifecycleController {
         NodeLifecycleController {
             shared,
             node_informer,
+            lease_informer,
             pod_informer,
         }
     }
@@ -315,6 +348,12 @@ impl NodeLifecycleController {
                 self.node_informer
                     .run(Arc::new(NodeEvents(Arc::clone(&shared))), shutdown.clone()),
             ),
+            // No handler: like upstream's lease lister, the Leases are only
+            // read when a node is looked at (every monitor period anyway).
+            tokio::spawn(
+                self.lease_informer
+                    .run(Arc::new(IgnoreLeases), shutdown.clone()),
+            ),
             tokio::spawn(
                 self.pod_informer
                     .run(Arc::new(PodEvents(Arc::clone(&shared))), shutdown.clone()),
@@ -322,6 +361,7 @@ impl NodeLifecycleController {
         ];
         let synced = async {
             shared.nodes.wait_until_ready().await?;
+            shared.leases.wait_until_ready().await?;
             shared.pods.wait_until_ready().await
         };
         tokio::select! {
@@ -351,6 +391,14 @@ impl NodeLifecycleController {
 }
 
 struct NodeEvents(Arc<Shared>);
+
+struct IgnoreLeases;
+
+impl EventHandler<Lease> for IgnoreLeases {
+    fn on_add(&self, _: &Lease) {}
+    fn on_update(&self, _: &Lease, _: &Lease) {}
+    fn on_delete(&self, _: &Lease) {}
+}
 
 impl EventHandler<Node> for NodeEvents {
     fn on_add(&self, node: &Node) {
@@ -434,10 +482,19 @@ impl Shared {
         let wall = Time(crate::clock::now());
 
         // 1. Health.
+        let lease = self
+            .leases
+            .get(&kube::runtime::reflector::ObjectRef::new(name).within(NODE_LEASE_NAMESPACE));
         let expired = {
             let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
             let h = health.entry(name.to_string()).or_default();
-            observe(&node, h, now, self.options.node_monitor_grace_period)
+            observe(
+                &node,
+                lease.as_deref(),
+                h,
+                now,
+                self.options.node_monitor_grace_period,
+            )
         };
         if expired {
             let never = ready_condition(&node).is_none();
@@ -654,18 +711,85 @@ mod tests {
         let grace = Duration::from_secs(40);
         let mut health = None;
         let n = node(Some("True"), "2025-01-01T00:00:00Z", json!([]));
-        assert!(!observe(&n, &mut health, Instant::now(), grace));
+        assert!(!observe(&n, None, &mut health, Instant::now(), grace));
         tokio::time::advance(Duration::from_secs(40)).await;
-        assert!(!observe(&n, &mut health, Instant::now(), grace));
+        assert!(!observe(&n, None, &mut health, Instant::now(), grace));
         // A heartbeat at 40 s restarts the count.
         let n = node(Some("True"), "2025-01-01T00:00:40Z", json!([]));
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(!observe(&n, &mut health, Instant::now(), grace));
+        assert!(!observe(&n, None, &mut health, Instant::now(), grace));
         tokio::time::advance(Duration::from_secs(41)).await;
-        assert!(observe(&n, &mut health, Instant::now(), grace));
+        assert!(observe(&n, None, &mut health, Instant::now(), grace));
         // Once marked Unknown it is not marked again.
         let n = node(Some("Unknown"), "2025-01-01T00:00:40Z", json!([]));
-        assert!(!observe(&n, &mut health, Instant::now(), grace));
+        assert!(!observe(&n, None, &mut health, Instant::now(), grace));
+    }
+
+    fn lease(renew_time: &str) -> Lease {
+        serde_json::from_value(json!({
+            "metadata": {"name": "n1", "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40, "renewTime": renew_time},
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewed_lease_keeps_a_node_with_a_stale_status_healthy() {
+        let grace = Duration::from_secs(40);
+        let mut health = None;
+        // The status is written once and never again (nothing changes),
+        // but the Lease is renewed every 10 s: the node stays healthy.
+        let n = node(Some("True"), T0, json!([]));
+        for i in 0..30 {
+            let l = lease(&format!(
+                "2025-01-01T00:{:02}:{:02}.000000Z",
+                i / 6,
+                i % 6 * 10
+            ));
+            assert!(
+                !observe(&n, Some(&l), &mut health, Instant::now(), grace),
+                "renewal {i}"
+            );
+            tokio::time::advance(Duration::from_secs(10)).await;
+        }
+        // The same renewTime again is no heartbeat; an older one neither.
+        let last = lease("2025-01-01T00:04:50.000000Z");
+        let older = lease("2025-01-01T00:01:00.000000Z");
+        tokio::time::advance(Duration::from_secs(21)).await;
+        assert!(!observe(
+            &n,
+            Some(&last),
+            &mut health,
+            Instant::now(),
+            grace
+        ));
+        assert!(!observe(
+            &n,
+            Some(&older),
+            &mut health,
+            Instant::now(),
+            grace
+        ));
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(observe(&n, Some(&last), &mut health, Instant::now(), grace));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn neither_lease_nor_status_marks_the_node_unknown_after_the_grace_period() {
+        let grace = Duration::from_secs(40);
+        let mut health = None;
+        let n = node(Some("True"), T0, json!([]));
+        let l = lease("2025-01-01T00:00:00.000000Z");
+        assert!(!observe(&n, Some(&l), &mut health, Instant::now(), grace));
+        tokio::time::advance(Duration::from_secs(40)).await;
+        assert!(!observe(&n, Some(&l), &mut health, Instant::now(), grace));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(observe(&n, Some(&l), &mut health, Instant::now(), grace));
+        // A Lease that disappears is no heartbeat either.
+        assert!(observe(&n, None, &mut health, Instant::now(), grace));
+        // A renewal brings it back.
+        let l = lease("2025-01-01T00:00:50.000000Z");
+        assert!(!observe(&n, Some(&l), &mut health, Instant::now(), grace));
     }
 
     #[test]

@@ -1,15 +1,21 @@
 //! The kubelet's plumbing: [`Kubelet`], one per node, generic over its
 //! container runtime.
 //!
-//! It runs four kinds of task, all stopped by one shutdown token:
+//! It runs five kinds of task, all stopped by one shutdown token:
 //!
+//! * **node lease** (the heartbeat): every 10 s (a quarter of the lease's
+//!   40 s duration) it writes a fresh `spec.renewTime` into the Lease
+//!   `kube-node-lease/<node name>`, creating the Lease first if there is
+//!   none. That tiny write is how the node lifecycle controller knows the
+//!   node is alive (Kubernetes 1.17 and later; before, the heartbeat was a
+//!   whole node status write every 10 s, far bigger in etcd and in every
+//!   node watcher's stream).
 //! * **node status**: registers the Node object, then every
-//!   `node_status_update_frequency` (10 s upstream) writes its conditions
-//!   again with a fresh `lastHeartbeatTime`. That heartbeat is how the node
-//!   lifecycle controller knows the node is alive. (Upstream also renews a
-//!   Lease in `kube-node-lease` every 10 s, a cheaper heartbeat; our API
-//!   server does not serve `coordination.k8s.io`, so the node status is the
-//!   only heartbeat here.)
+//!   `node_status_update_frequency` (10 s) computes its conditions again,
+//!   but writes them only when something changed or
+//!   `node_status_report_frequency` (5 min) has passed since the last write.
+//!   Each write moves the conditions' `lastHeartbeatTime`, which the
+//!   controller also counts as a heartbeat.
 //! * **pod watch**: lists and watches the pods with
 //!   `spec.nodeName=<this node>` and hands each one to its pod worker.
 //! * **PLEG** (pod lifecycle event generator): relists the runtime every
@@ -31,8 +37,9 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, PodStatus, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher;
@@ -55,12 +62,27 @@ use crate::controllers::events::EventRecorder;
 /// The version `kubectl get nodes` shows.
 pub const KUBELET_VERSION: &str = "v1.33.1-labs";
 
+/// The namespace of the node Leases (upstream `v1.NamespaceNodeLease`).
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+/// The kubelet's default `nodeLeaseDurationSeconds`.
+pub const NODE_LEASE_DURATION_SECONDS: i32 = 40;
+/// The Lease is renewed every quarter of its duration (upstream's
+/// `nodeLeaseRenewIntervalFraction`): 10 s for 40 s.
+const NODE_LEASE_RENEW_INTERVAL_FRACTION: f64 = 0.25;
+
 /// A kubelet's settings (upstream: `KubeletConfiguration` and flags).
 #[derive(Clone, Debug)]
 pub struct KubeletConfig {
     pub node_name: String,
-    /// `--node-status-update-frequency`: how often the heartbeat is written.
+    /// `--node-status-update-frequency`: how often the node status is
+    /// computed (and written, if it changed).
     pub node_status_update_frequency: Duration,
+    /// `nodeStatusReportFrequency`: how often an unchanged node status is
+    /// written anyway (upstream: 5 min).
+    pub node_status_report_frequency: Duration,
+    /// `nodeLeaseDurationSeconds`: the node Lease's `leaseDurationSeconds`
+    /// (40). The Lease is renewed every quarter of it.
+    pub node_lease_duration_seconds: i32,
     /// How often the PLEG relists the runtime (upstream: 1 s).
     pub relist_period: Duration,
     /// The node's `InternalIP` and every pod's `hostIP`.
@@ -76,12 +98,20 @@ impl KubeletConfig {
         KubeletConfig {
             node_name: node_name.into(),
             node_status_update_frequency: Duration::from_secs(10),
+            node_status_report_frequency: Duration::from_secs(5 * 60),
+            node_lease_duration_seconds: NODE_LEASE_DURATION_SECONDS,
             relist_period: Duration::from_secs(1),
             host_ip: "127.0.0.1".into(),
             cpu: "4".into(),
             memory: "8Gi".into(),
             max_pods: 110,
         }
+    }
+
+    /// How often the node Lease is renewed: 25% of its duration.
+    pub fn node_lease_renew_interval(&self) -> Duration {
+        Duration::from_secs(self.node_lease_duration_seconds.max(1) as u64)
+            .mul_f64(NODE_LEASE_RENEW_INTERVAL_FRACTION)
     }
 }
 
@@ -145,6 +175,7 @@ impl Kubelet {
         });
         let tasks = vec![
             tokio::spawn(node_status_loop(Arc::clone(&shared))),
+            tokio::spawn(node_lease_loop(Arc::clone(&shared))),
             tokio::spawn(pleg(Arc::clone(&shared))),
             tokio::spawn(watch_pods(shared)),
         ];
@@ -182,8 +213,9 @@ fn time(t: Timestamp) -> Time {
 
 // ANCHOR: node_status
 /// The node's conditions: all is well (we measure no pressure). Each keeps
-/// its `lastTransitionTime` from `old` when its status is unchanged, and
-/// every write moves `lastHeartbeatTime`: that is the heartbeat.
+/// its `lastTransitionTime` from `old` when its status is unchanged; every
+/// computation moves `lastHeartbeatTime` (which reaches the API server only
+/// when the status is written: see [`node_status_changed`]).
 fn node_conditions(old: Option<&Node>, now: Timestamp) -> serde_json::Value {
     let conditions = [
         (
@@ -280,7 +312,7 @@ fn node_object<R: Runtime>(s: &Shared<R>, now: Timestamp) -> serde_json::Value {
 }
 
 /// Registers the node (`POST /api/v1/nodes`, or take over the existing
-/// object after a restart), then heartbeats until shutdown.
+/// object after a restart), then keeps its status up to date until shutdown.
 async fn node_status_loop<R: Runtime>(s: Arc<Shared<R>>) {
     let nodes: Api<Node> = Api::all(s.client.clone());
     let name = s.config.node_name.clone();
@@ -318,21 +350,154 @@ async fn node_status_loop<R: Runtime>(s: Arc<Shared<R>>) {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+    // ANCHOR: status_report
+    let mut last_report = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = s.shutdown.cancelled() => return,
             _ = tokio::time::sleep(s.config.node_status_update_frequency) => {}
         }
-        // Upstream reads the node and patches its status every period,
-        // whether anything changed or not.
+        // Every period the status is computed; it is written only when it
+        // changed or the report frequency has passed (the Lease is the
+        // heartbeat, so an unchanged status need not be sent).
         let old = nodes.get_opt(&name).await.ok().flatten();
-        let patch = json!({"status": {"conditions": node_conditions(old.as_ref(), s.clock.now())}});
-        if let Err(e) = nodes
+        let conditions = node_conditions(old.as_ref(), s.clock.now());
+        let due = last_report.elapsed() >= s.config.node_status_report_frequency;
+        if !due && !node_status_changed(old.as_ref(), &conditions) {
+            continue;
+        }
+        let patch = json!({"status": {"conditions": conditions}});
+        match nodes
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            tracing::warn!(node = %name, error = %e, "heartbeat failed");
+            Ok(_) => last_report = tokio::time::Instant::now(),
+            Err(e) => tracing::warn!(node = %name, error = %e, "updating the node status failed"),
         }
+    }
+    // ANCHOR_END: status_report
+}
+
+// ANCHOR: status_changed
+/// Whether the freshly computed `conditions` say anything the node does not
+/// already say (upstream's `nodeStatusHasChanged`): the heartbeat times are
+/// ignored, since they change on every computation.
+fn node_status_changed(old: Option<&Node>, conditions: &serde_json::Value) -> bool {
+    let old_conditions = old
+        .and_then(|n| n.status.as_ref())
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let new_conditions: Vec<k8s_openapi::api::core::v1::NodeCondition> =
+        serde_json::from_value(conditions.clone()).unwrap_or_default();
+    let strip = |c: &k8s_openapi::api::core::v1::NodeCondition| {
+        let mut c = c.clone();
+        c.last_heartbeat_time = None;
+        c
+    };
+    old_conditions.len() != new_conditions.len()
+        || new_conditions
+            .iter()
+            .any(|new| !old_conditions.iter().any(|old| strip(old) == strip(new)))
+}
+// ANCHOR_END: status_changed
+
+// ANCHOR: node_lease
+/// The node's Lease with a fresh `renewTime` (upstream's `newLease` in
+/// `component-helpers/apimachinery/lease`): built from `base` (the Lease as
+/// last read or written) or from nothing. The Lease is owned by its Node,
+/// so deleting the Node deletes the Lease; the Node's `uid` is needed for
+/// that, and may be unknown while the Node is not registered yet — the next
+/// renewal adds it.
+pub fn node_lease(
+    base: Option<&Lease>,
+    node_name: &str,
+    node_uid: Option<&str>,
+    duration_seconds: i32,
+    now: Timestamp,
+) -> Lease {
+    let mut lease = base.cloned().unwrap_or_else(|| Lease {
+        metadata: ObjectMeta {
+            name: Some(node_name.to_string()),
+            namespace: Some(NODE_LEASE_NAMESPACE.to_string()),
+            ..ObjectMeta::default()
+        },
+        spec: None,
+    });
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    spec.holder_identity = Some(node_name.to_string());
+    spec.lease_duration_seconds = Some(duration_seconds);
+    spec.renew_time = Some(MicroTime(now));
+    let owners = lease.metadata.owner_references.get_or_insert_with(Vec::new);
+    if owners.is_empty()
+        && let Some(uid) = node_uid
+    {
+        owners.push(OwnerReference {
+            api_version: "v1".into(),
+            kind: "Node".into(),
+            name: node_name.to_string(),
+            uid: uid.to_string(),
+            ..OwnerReference::default()
+        });
+    }
+    if owners.is_empty() {
+        lease.metadata.owner_references = None;
+    }
+    lease
+}
+// ANCHOR_END: node_lease
+
+/// Upstream's node lease controller: renew the Lease every renew interval
+/// (10 s), creating it if it is missing. A failed write forgets the Lease
+/// we hold, so the next round reads it again (someone else may have
+/// changed or deleted it).
+async fn node_lease_loop<R: Runtime>(s: Arc<Shared<R>>) {
+    let leases: Api<Lease> = Api::namespaced(s.client.clone(), NODE_LEASE_NAMESPACE);
+    let name = s.config.node_name.clone();
+    let mut latest: Option<Lease> = None;
+    loop {
+        match renew_lease(&s, &leases, latest.take()).await {
+            Ok(lease) => latest = Some(lease),
+            Err(e) => tracing::warn!(node = %name, error = %e, "renewing the node lease failed"),
+        }
+        tokio::select! {
+            _ = s.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(s.config.node_lease_renew_interval()) => {}
+        }
+    }
+}
+
+/// One renewal: `PUT` the Lease with a new `renewTime` (or `POST` it if
+/// it does not exist yet).
+async fn renew_lease<R: Runtime>(
+    s: &Shared<R>,
+    leases: &Api<Lease>,
+    latest: Option<Lease>,
+) -> Result<Lease, kube::Error> {
+    let name = &s.config.node_name;
+    let base = match latest {
+        Some(lease) => Some(lease),
+        None => leases.get_opt(name).await?,
+    };
+    let has_owner = base
+        .as_ref()
+        .and_then(|l| l.metadata.owner_references.as_ref())
+        .is_some_and(|o| !o.is_empty());
+    let uid = if has_owner {
+        None
+    } else {
+        let nodes: Api<Node> = Api::all(s.client.clone());
+        nodes
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|n| n.metadata.uid)
+    };
+    let duration = s.config.node_lease_duration_seconds;
+    let lease = node_lease(base.as_ref(), name, uid.as_deref(), duration, s.clock.now());
+    match base {
+        Some(_) => leases.replace(name, &PostParams::default(), &lease).await,
+        None => leases.create(&PostParams::default(), &lease).await,
     }
 }
 
@@ -1008,6 +1173,66 @@ impl<R: Runtime> NodeLogs for KubeletLogs<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_node_lease_is_held_by_its_node_and_owned_by_it() {
+        let t0 = Timestamp::from_second(1_800_000_000).unwrap();
+        // Created before the Node is registered: no owner yet.
+        let first = node_lease(None, "node-1", None, 40, t0);
+        let v = serde_json::to_value(&first).unwrap();
+        assert_eq!(v["metadata"]["namespace"], "kube-node-lease");
+        assert_eq!(v["spec"]["holderIdentity"], "node-1");
+        assert_eq!(v["spec"]["leaseDurationSeconds"], 40);
+        assert_eq!(v["spec"]["renewTime"], "2027-01-15T08:00:00.000000Z");
+        assert!(v["metadata"].get("ownerReferences").is_none());
+        // A renewal moves renewTime and adds the owner once it is known.
+        let t1 = t0 + Duration::from_millis(10_250);
+        let renewed = node_lease(Some(&first), "node-1", Some("uid-1"), 40, t1);
+        let v = serde_json::to_value(&renewed).unwrap();
+        assert_eq!(v["spec"]["renewTime"], "2027-01-15T08:00:10.250000Z");
+        assert_eq!(
+            v["metadata"]["ownerReferences"],
+            json!([{"apiVersion": "v1", "kind": "Node", "name": "node-1", "uid": "uid-1"}])
+        );
+        let again = node_lease(Some(&renewed), "node-1", Some("uid-2"), 40, t1);
+        assert_eq!(
+            again.metadata.owner_references,
+            renewed.metadata.owner_references
+        );
+    }
+
+    #[test]
+    fn the_status_is_written_only_when_it_changed() {
+        let t0 = Timestamp::from_second(1_800_000_000).unwrap();
+        let written: Node = serde_json::from_value(json!({
+            "metadata": {"name": "node-1"},
+            "status": {"conditions": node_conditions(None, t0)},
+        }))
+        .unwrap();
+        // Ten seconds later: only the heartbeat times differ.
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(!node_status_changed(
+            Some(&written),
+            &node_conditions(Some(&written), t1)
+        ));
+        // The controller marked the node Unknown: the kubelet writes again.
+        let mut unknown = written.clone();
+        for c in unknown
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .as_mut()
+            .unwrap()
+        {
+            c.status = "Unknown".into();
+        }
+        assert!(node_status_changed(
+            Some(&unknown),
+            &node_conditions(Some(&unknown), t1)
+        ));
+        assert!(node_status_changed(None, &node_conditions(None, t1)));
+    }
 
     #[test]
     fn only_non_status_changes_wake_a_pod_worker() {

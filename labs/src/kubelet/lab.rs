@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ContainerState, Event, Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -51,6 +52,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Clock;
+use super::agent::NODE_LEASE_NAMESPACE;
 use super::agent::{Kubelet, KubeletConfig};
 use super::runtime::LoopbackIpam;
 use super::runtime::simulated::{Behavior, SIMULATE_ANNOTATION, SimulatedConfig, SimulatedRuntime};
@@ -666,8 +668,49 @@ impl Lab<'_> {
             .collect();
         say!(self, "    conditions: {}", conditions.join(" "));
 
-        let first = ready.last_heartbeat_time.clone().context("a heartbeat")?;
+        // The heartbeat: the Lease the kubelet renews, and the node status
+        // it only writes when something changed.
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), NODE_LEASE_NAMESPACE);
+        let lease = leases.get("node-1").await.context("node-1's Lease")?;
+        let spec = lease.spec.clone().unwrap_or_default();
+        let first_renew = spec.renew_time.clone().context("a renewTime")?;
+        let first_beat = ready.last_heartbeat_time.clone().context("a heartbeat")?;
+        say!(
+            self,
+            "  It also created a Lease named after the node, in the namespace kube-node-lease:"
+        );
+        say!(self, "  $ kubectl get leases -n kube-node-lease");
+        say!(self, "  NAME     HOLDER   AGE");
+        say!(
+            self,
+            "  node-1   {:<8} {}s",
+            spec.holder_identity.as_deref().unwrap_or("<none>"),
+            crate::clock::now()
+                .duration_since(lease.metadata.creation_timestamp.context("created")?.0)
+                .as_secs()
+        );
+        say!(
+            self,
+            "    leaseDurationSeconds: {}   ownerReferences: {}",
+            spec.lease_duration_seconds.unwrap_or_default(),
+            lease
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .map(|o| format!("{}/{}", o.kind, o.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         tokio::time::sleep(Duration::from_secs(20)).await;
+        let lease = leases.get("node-1").await?;
+        let renew_moved = lease
+            .spec
+            .and_then(|s| s.renew_time)
+            .context("a renewTime")?
+            .0
+            .duration_since(first_renew.0)
+            .as_secs();
         let node = nodes.get("node-1").await?;
         let ready2 = node
             .status
@@ -677,30 +720,41 @@ impl Lab<'_> {
             .into_iter()
             .find(|c| c.type_ == "Ready")
             .context("Ready")?;
-        let moved = ready2
+        let beat_moved = ready2
             .last_heartbeat_time
             .context("a heartbeat")?
             .0
-            .duration_since(first.0)
+            .duration_since(first_beat.0)
             .as_secs();
-        let transition_moved = ready2.last_transition_time != ready.last_transition_time;
         say!(
             self,
-            "  20 s later, Ready's lastHeartbeatTime has moved {moved}s (a status write every"
+            "  20 s later the Lease's renewTime has moved {renew_moved}s: the kubelet renews it every"
         );
         say!(
             self,
-            "  10 s: the heartbeat), its lastTransitionTime {}. Without",
-            if transition_moved {
-                "too"
-            } else {
-                "has not (still True)"
-            }
+            "  10 s (a quarter of its 40 s duration). That renewal is the heartbeat. The node"
         );
         say!(
             self,
-            "  heartbeats, the node lifecycle controller would mark node-1 NotReady."
+            "  status was computed twice meanwhile but not written, since nothing changed:"
         );
+        say!(
+            self,
+            "  Ready's lastHeartbeatTime has moved {beat_moved}s. An unchanged status is written"
+        );
+        say!(
+            self,
+            "  only every 5 minutes. A renewal is a few hundred bytes; a node status is"
+        );
+        say!(
+            self,
+            "  kilobytes, and every component that watches nodes would receive it from every"
+        );
+        say!(
+            self,
+            "  node every 10 s. Without renewals, the node lifecycle controller would mark"
+        );
+        say!(self, "  node-1 NotReady.");
         Ok(())
     }
 

@@ -281,9 +281,10 @@ impl EventHandler<Pod> for PodEvents {
 }
 
 /// Node events: any change the filters or scores could see rebuilds the
-/// snapshot and gives parked pods another chance. A heartbeat (only
-/// `lastHeartbeatTime` moved) changes nothing and is ignored, or 1,000
-/// nodes reporting every 10 s would keep every pending pod spinning.
+/// snapshot and gives parked pods another chance. A periodic status report
+/// (only `lastHeartbeatTime` moved) changes nothing and is ignored, or 1,000
+/// nodes reporting (every 5 min now, every 10 s before node Leases) would
+/// keep every pending pod spinning.
 struct NodeEvents(Arc<Shared>);
 
 impl EventHandler<Node> for NodeEvents {
