@@ -84,6 +84,23 @@ async fn kubectl_gets_the_node_lease() {
     let out = s.kubectl(&["get", "namespaces"]).await;
     assert!(out.ok().contains("kube-node-lease"), "{}", out.stdout);
 
+    // A bad Lease is refused with upstream's message, and nothing is stored.
+    let bad = s.file(
+        "bad-lease.yaml",
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: bad\n\
+         spec:\n  holderIdentity: me\n  leaseDurationSeconds: 0\n",
+    );
+    let out = s.kubectl(&["create", "-f", &bad]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            r#"The Lease "bad" is invalid: spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0"#
+        ),
+        "{out:?}"
+    );
+    let out = s.kubectl(&["get", "lease", "bad"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+
     nodes.stop().await.unwrap();
     s.stop().await;
 }
@@ -140,4 +157,40 @@ async fn the_kubelet_renews_its_lease_and_writes_an_unchanged_status_rarely() {
     );
 
     kubelet.stop().await;
+}
+
+/// The Lease names its Node as owner, so deleting the Node deletes the
+/// Lease: the garbage collector follows an ownerReference from a namespaced
+/// object to a cluster-scoped owner.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_the_node_deletes_its_lease() {
+    use kube::api::DeleteParams;
+    use labs::controllers::manager::{ControllerManager, ManagerOptions};
+
+    let s = TestServer::start().await;
+    let controllers = ControllerManager::start(s.client(), ManagerOptions::default());
+    let nodes = SimulatedNodes::start(&s.api, &s.client(), 1, SimulatedConfig::default(), 1);
+    let leases: Api<Lease> = Api::namespaced(s.client(), "kube-node-lease");
+    wait_for("node-1's Lease with its owner", LIMIT, || async {
+        leases
+            .get_opt("node-1")
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|l| l.metadata.owner_references.is_some())
+    })
+    .await;
+    // Stop the kubelet first, or it would register the node again.
+    nodes.stop().await.unwrap();
+    Api::<Node>::all(s.client())
+        .delete("node-1", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the Lease deleted", LIMIT, || async {
+        matches!(leases.get_opt("node-1").await, Ok(None))
+    })
+    .await;
+
+    controllers.shutdown().await.unwrap();
+    s.stop().await;
 }

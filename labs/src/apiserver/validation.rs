@@ -361,6 +361,15 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
             }
         }
         "Service" => validate_service(&mut errs, spec, old.and_then(|o| o.get("spec"))),
+        // Upstream's `ValidateLeaseSpec` (the same on create and update).
+        "Lease" => {
+            if let Some(d) = spec.get("leaseDurationSeconds").and_then(Value::as_i64)
+                && d <= 0
+            {
+                errs.invalid("spec.leaseDurationSeconds", d, "must be greater than 0");
+            }
+            errs.nonnegative(spec, "leaseTransitions", "spec.leaseTransitions");
+        }
         "ConfigMap" | "Secret" => {
             let mut keys = BTreeSet::new();
             for section in ["data", "binaryData", "stringData"] {
@@ -1058,6 +1067,21 @@ mod tests {
         *obj.pointer_mut(pointer)
             .unwrap_or_else(|| panic!("{pointer}")) = value;
         obj
+    }
+
+    #[test]
+    fn lease_spec() {
+        let lease = |spec: Value| json!({"metadata": {"name": "node-1"}, "spec": spec});
+        let good = lease(json!({"holderIdentity": "node-1", "leaseDurationSeconds": 40}));
+        assert_eq!(errors("Lease", &good, None), Vec::<String>::new());
+        let bad = lease(json!({"leaseDurationSeconds": 0, "leaseTransitions": -1}));
+        assert_eq!(
+            errors("Lease", &bad, Some(&good)),
+            [
+                "spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0",
+                "spec.leaseTransitions: Invalid value: -1: must be greater than or equal to 0",
+            ]
+        );
     }
 
     #[test]

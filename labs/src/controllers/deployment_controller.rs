@@ -50,7 +50,7 @@ use super::deployment::{self, Action as Write, EventType, strategy_type};
 use super::events::EventRecorder;
 use super::replicaset::{as_selector, controller_of};
 use super::runtime::{
-    Action, EventHandler, Informer, WorkQueue, key_of, ref_from_key, run_controller,
+    Action, EnqueueKey, EventHandler, Informer, WorkQueue, key_of, ref_from_key, run_controller,
 };
 
 /// The component name on the Events it writes, as in Kubernetes.
@@ -166,7 +166,8 @@ impl DeploymentController {
         ));
         let informers = [
             tokio::spawn(self.deployment_informer.run(
-                Arc::new(DeploymentEvents(Arc::clone(&shared))),
+                // Every change of a Deployment is a reason to sync it.
+                Arc::new(EnqueueKey(Arc::clone(&shared.queue))),
                 shutdown.clone(),
             )),
             tokio::spawn(self.replica_set_informer.run(
@@ -217,21 +218,6 @@ pub async fn wait_until_quiet() {
 }
 
 // ANCHOR: handlers
-/// Deployment events: every change is a reason to sync it.
-struct DeploymentEvents(Arc<Shared>);
-
-impl EventHandler<Deployment> for DeploymentEvents {
-    fn on_add(&self, d: &Deployment) {
-        self.0.queue.add(key_of(d));
-    }
-    fn on_update(&self, _old: &Deployment, d: &Deployment) {
-        self.0.queue.add(key_of(d));
-    }
-    fn on_delete(&self, d: &Deployment) {
-        self.0.queue.add(key_of(d));
-    }
-}
-
 /// ReplicaSet events go to the Deployment that controls the ReplicaSet, or,
 /// for an orphan, to every Deployment that selects it and may adopt it
 /// (upstream `addReplicaSet`, `updateReplicaSet`, `deleteReplicaSet`).

@@ -21,15 +21,18 @@
 //! watches them all with metadata-only informers; we watch a fixed list
 //! ([`KINDS`]: the kinds the labs' controllers create). Upstream keeps
 //! "virtual" graph nodes for owners it has not seen; we check such owners
-//! with a GET when a dependent is processed. Cluster-scoped owners of
-//! namespaced dependents are not handled.
+//! with a GET when a dependent is processed. An owner may be cluster-scoped
+//! while its dependent is namespaced (a Node owns its Lease in
+//! `kube-node-lease`: deleting the Node deletes the Lease), never the other
+//! way round, as upstream.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node as K8sNode, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions,
@@ -52,7 +55,13 @@ pub const KINDS: &[(&str, &str)] = &[
     ("v1", "Pod"),
     ("apps/v1", "ReplicaSet"),
     ("apps/v1", "Deployment"),
+    ("v1", "Node"),
+    ("coordination.k8s.io/v1", "Lease"),
 ];
+
+/// The cluster-scoped kinds of [`KINDS`]: their objects are looked up
+/// without a namespace, whatever the dependent's.
+const CLUSTER_SCOPED: &[&str] = &["Node"];
 
 /// Workers on the attempt-to-delete queue (`--concurrent-gc-syncs` = 20).
 const DELETE_WORKERS: usize = 20;
@@ -168,10 +177,14 @@ impl GarbageCollector {
         let (pods, pods_task) = watch_kind::<Pod>(&s, &shutdown);
         let (rss, rss_task) = watch_kind::<ReplicaSet>(&s, &shutdown);
         let (deps, deps_task) = watch_kind::<Deployment>(&s, &shutdown);
+        let (nodes, nodes_task) = watch_kind::<K8sNode>(&s, &shutdown);
+        let (leases, leases_task) = watch_kind::<Lease>(&s, &shutdown);
         let synced = async {
             pods.wait_until_ready().await?;
             rss.wait_until_ready().await?;
-            deps.wait_until_ready().await
+            deps.wait_until_ready().await?;
+            nodes.wait_until_ready().await?;
+            leases.wait_until_ready().await
         };
         tokio::select! {
             _ = shutdown.cancelled() => {}
@@ -205,7 +218,7 @@ impl GarbageCollector {
         }
         s.attempt_to_delete.shut_down();
         s.attempt_to_orphan.shut_down();
-        let _ = tokio::join!(pods_task, rss_task, deps_task);
+        let _ = tokio::join!(pods_task, rss_task, deps_task, nodes_task, leases_task);
         Ok(())
     }
 }
@@ -346,8 +359,10 @@ impl Shared {
         let plural = format!("{}s", kind.to_ascii_lowercase());
         let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
         Some(match namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
-            None => Api::all_with(self.client.clone(), &ar),
+            Some(ns) if !CLUSTER_SCOPED.contains(&kind) => {
+                Api::namespaced_with(self.client.clone(), ns, &ar)
+            }
+            _ => Api::all_with(self.client.clone(), &ar),
         })
     }
 

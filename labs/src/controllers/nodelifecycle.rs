@@ -77,7 +77,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::events::EventRecorder;
-use super::runtime::{Action, EventHandler, Informer, WorkQueue, key_of, run_workers};
+use super::runtime::{
+    Action, CacheOnly, EnqueueKey, EventHandler, Informer, WorkQueue, key_of, run_workers,
+};
 use crate::kubelet::agent::NODE_LEASE_NAMESPACE;
 use crate::scheduler::filters::tolerates;
 use crate::scheduler::snapshot::{
@@ -344,15 +346,15 @@ impl NodeLifecycleController {
             shutdown.clone(),
         ));
         let informers = [
-            tokio::spawn(
-                self.node_informer
-                    .run(Arc::new(NodeEvents(Arc::clone(&shared))), shutdown.clone()),
-            ),
+            tokio::spawn(self.node_informer.run(
+                Arc::new(EnqueueKey(Arc::clone(&shared.queue))),
+                shutdown.clone(),
+            )),
             // No handler: like upstream's lease lister, the Leases are only
             // read when a node is looked at (every monitor period anyway).
             tokio::spawn(
                 self.lease_informer
-                    .run(Arc::new(IgnoreLeases), shutdown.clone()),
+                    .run(Arc::new(CacheOnly), shutdown.clone()),
             ),
             tokio::spawn(
                 self.pod_informer
@@ -387,28 +389,6 @@ impl NodeLifecycleController {
             let _ = informer.await;
         }
         Ok(())
-    }
-}
-
-struct NodeEvents(Arc<Shared>);
-
-struct IgnoreLeases;
-
-impl EventHandler<Lease> for IgnoreLeases {
-    fn on_add(&self, _: &Lease) {}
-    fn on_update(&self, _: &Lease, _: &Lease) {}
-    fn on_delete(&self, _: &Lease) {}
-}
-
-impl EventHandler<Node> for NodeEvents {
-    fn on_add(&self, node: &Node) {
-        self.0.queue.add(key_of(node));
-    }
-    fn on_update(&self, _old: &Node, node: &Node) {
-        self.0.queue.add(key_of(node));
-    }
-    fn on_delete(&self, node: &Node) {
-        self.0.queue.add(key_of(node));
     }
 }
 

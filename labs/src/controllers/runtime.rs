@@ -231,6 +231,33 @@ where
     }
 }
 
+/// The handler of a controller's own kind: every add, change and delete of
+/// an object is a reason to sync it (client-go's
+/// `cache.ResourceEventHandlerFuncs` that all call `enqueue(obj)`).
+pub struct EnqueueKey(pub Arc<WorkQueue>);
+
+impl<K: kube::Resource> EventHandler<K> for EnqueueKey {
+    fn on_add(&self, obj: &K) {
+        self.0.add(key_of(obj));
+    }
+    fn on_update(&self, _old: &K, obj: &K) {
+        self.0.add(key_of(obj));
+    }
+    fn on_delete(&self, obj: &K) {
+        self.0.add(key_of(obj));
+    }
+}
+
+/// No handler: an informer kept only for its cache, read during syncs (a
+/// client-go lister with no event handlers registered).
+pub struct CacheOnly;
+
+impl<K> EventHandler<K> for CacheOnly {
+    fn on_add(&self, _: &K) {}
+    fn on_update(&self, _: &K, _: &K) {}
+    fn on_delete(&self, _: &K) {}
+}
+
 /// `namespace/name` (or `name` for cluster-scoped objects): the key of an
 /// object in a work queue (client-go's `MetaNamespaceKeyFunc`).
 pub fn key_of<K: kube::Resource>(obj: &K) -> String {

@@ -384,6 +384,54 @@ impl LoopbackIpam {
 }
 // ANCHOR_END: loopback_ipam
 
+/// The pod sandboxes of one runtime: what `RunPodSandbox` made and
+/// `RemovePodSandbox` has not yet removed. Here a sandbox is only a network
+/// identity (an address on loopback, from the shared [`LoopbackIpam`]), so
+/// every runtime keeps them the same way; a clone shares the same sandboxes.
+#[derive(Clone)]
+pub(crate) struct Sandboxes {
+    ipam: LoopbackIpam,
+    // (sandboxes by id, the last id handed out). A std Mutex: never held
+    // across an await.
+    inner: Arc<Mutex<(HashMap<String, SandboxInfo>, u64)>>,
+}
+
+impl Sandboxes {
+    pub fn new(ipam: LoopbackIpam) -> Self {
+        Sandboxes {
+            ipam,
+            inner: Arc::default(),
+        }
+    }
+
+    /// `RunPodSandbox`: the pod's address, and an id for the sandbox.
+    pub fn run(&self, config: &SandboxConfig) -> Result<SandboxInfo, RuntimeError> {
+        let ip = self.ipam.allocate(&config.uid)?;
+        let mut inner = self.inner.lock().unwrap();
+        inner.1 += 1;
+        let info = SandboxInfo {
+            id: hex_id("", inner.1),
+            ip,
+            config: config.clone(),
+        };
+        inner.0.insert(info.id.clone(), info.clone());
+        Ok(info)
+    }
+
+    pub fn list(&self) -> Vec<SandboxInfo> {
+        self.inner.lock().unwrap().0.values().cloned().collect()
+    }
+
+    /// `RemovePodSandbox`: the address goes back to the pool. Removing a
+    /// sandbox that is gone already is not an error (CRI: idempotent).
+    pub fn remove(&self, sandbox_id: &str) {
+        let removed = self.inner.lock().unwrap().0.remove(sandbox_id);
+        if let Some(s) = removed {
+            self.ipam.release(&s.config.uid);
+        }
+    }
+}
+
 /// The first `containerPort` of a container, else 8080 (the workload's
 /// default).
 pub fn container_port(c: &Container) -> u16 {

@@ -38,8 +38,8 @@ use tokio::sync::watch;
 
 use super::{
     ContainerConfig, ContainerId, ContainerStatus, ExecResult, ImageRef, LoopbackIpam, PullError,
-    Runtime, RuntimeError, RuntimeState, SandboxConfig, SandboxInfo, container_port, fake_image_id,
-    hex_id,
+    Runtime, RuntimeError, RuntimeState, SandboxConfig, SandboxInfo, Sandboxes, container_port,
+    fake_image_id, hex_id,
 };
 use crate::kubelet::Clock;
 use crate::kubelet::logs::{LogBuffer, LogLine, LogStream};
@@ -81,7 +81,6 @@ struct Proc {
 
 #[derive(Default)]
 struct Inner {
-    sandboxes: HashMap<String, SandboxInfo>,
     containers: HashMap<ContainerId, Proc>,
     next_id: u64,
 }
@@ -91,7 +90,7 @@ struct Inner {
 pub struct ProcessRuntime {
     config: ProcessConfig,
     clock: Clock,
-    ipam: LoopbackIpam,
+    sandboxes: Sandboxes,
     // A std Mutex: held for map operations only, never across an await.
     inner: Arc<Mutex<Inner>>,
 }
@@ -120,7 +119,7 @@ impl ProcessRuntime {
         ProcessRuntime {
             config,
             clock,
-            ipam,
+            sandboxes: Sandboxes::new(ipam),
             inner: Arc::new(Mutex::new(Inner::default())),
         }
     }
@@ -206,28 +205,15 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo, RuntimeError> {
-        let ip = self.ipam.allocate(&config.uid)?;
-        let mut inner = self.inner.lock().unwrap();
-        inner.next_id += 1;
-        let info = SandboxInfo {
-            id: hex_id("", inner.next_id),
-            ip,
-            config: config.clone(),
-        };
-        inner.sandboxes.insert(info.id.clone(), info.clone());
-        Ok(info)
+        self.sandboxes.run(config)
     }
 
     async fn list_pod_sandboxes(&self) -> Vec<SandboxInfo> {
-        let inner = self.inner.lock().unwrap();
-        inner.sandboxes.values().cloned().collect()
+        self.sandboxes.list()
     }
 
     async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
-        let removed = self.inner.lock().unwrap().sandboxes.remove(sandbox_id);
-        if let Some(s) = removed {
-            self.ipam.release(&s.config.uid);
-        }
+        self.sandboxes.remove(sandbox_id);
         Ok(())
     }
 

@@ -30,8 +30,8 @@ use tokio::time::Instant;
 
 use super::{
     ContainerConfig, ContainerId, ContainerStatus, ExecResult, ImageRef, LoopbackIpam, ProbeTarget,
-    PullError, Runtime, RuntimeError, RuntimeState, SandboxConfig, SandboxInfo, container_port,
-    fake_image_id, hex_id,
+    PullError, Runtime, RuntimeError, RuntimeState, SandboxConfig, SandboxInfo, Sandboxes,
+    container_port, fake_image_id, hex_id,
 };
 use crate::kubelet::Clock;
 use crate::kubelet::logs::{LogBuffer, LogLine, LogStream};
@@ -141,7 +141,6 @@ impl SimContainer {
 
 #[derive(Default)]
 struct Inner {
-    sandboxes: HashMap<String, SandboxInfo>,
     containers: HashMap<ContainerId, SimContainer>,
     next_id: u64,
 }
@@ -151,7 +150,7 @@ struct Inner {
 pub struct SimulatedRuntime {
     config: Arc<SimulatedConfig>,
     clock: Clock,
-    ipam: LoopbackIpam,
+    sandboxes: Sandboxes,
     // A std Mutex: held for map operations only, never across an await.
     inner: Arc<Mutex<Inner>>,
 }
@@ -161,7 +160,7 @@ impl SimulatedRuntime {
         SimulatedRuntime {
             config: Arc::new(config),
             clock,
-            ipam,
+            sandboxes: Sandboxes::new(ipam),
             inner: Arc::new(Mutex::new(Inner::default())),
         }
     }
@@ -258,28 +257,15 @@ impl Runtime for SimulatedRuntime {
     }
 
     async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo, RuntimeError> {
-        let ip = self.ipam.allocate(&config.uid)?;
-        let mut inner = self.inner.lock().unwrap();
-        inner.next_id += 1;
-        let info = SandboxInfo {
-            id: hex_id("", inner.next_id),
-            ip,
-            config: config.clone(),
-        };
-        inner.sandboxes.insert(info.id.clone(), info.clone());
-        Ok(info)
+        self.sandboxes.run(config)
     }
 
     async fn list_pod_sandboxes(&self) -> Vec<SandboxInfo> {
-        let inner = self.inner.lock().unwrap();
-        inner.sandboxes.values().cloned().collect()
+        self.sandboxes.list()
     }
 
     async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
-        let removed = self.inner.lock().unwrap().sandboxes.remove(sandbox_id);
-        if let Some(s) = removed {
-            self.ipam.release(&s.config.uid);
-        }
+        self.sandboxes.remove(sandbox_id);
         Ok(())
     }
 
