@@ -97,3 +97,66 @@ async fn crash_loop_previous_logs_and_adoption() {
     assert!(restarts >= cs.restart_count);
     kubelet.stop().await;
 }
+
+/// Someone else marks the pod not ready (as the node lifecycle controller
+/// does when this node's heartbeat was late): the kubelet, which knows the
+/// container is fine, writes `Ready=True` again at its next sync, as
+/// upstream's status manager reconciles.
+#[tokio::test(start_paused = true)]
+async fn a_status_written_by_someone_else_is_reconciled() {
+    use kube::api::{Patch, PatchParams};
+
+    let api = ApiServer::new(Store::new());
+    let clock = Clock::starting_at(Timestamp::from_second(1_800_000_000).unwrap());
+    let rt = Arc::new(SimulatedRuntime::new(
+        SimulatedConfig::default(),
+        clock,
+        LoopbackIpam::default(),
+    ));
+    let kubelet = Kubelet::start(api.client(), rt, KubeletConfig::new("node-1"), clock);
+    let pods: Api<Pod> = Api::default_namespaced(api.client());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"nodeName": "node-1",
+                 "containers": [{"name": "app", "image": "workbook/demo-app:v1"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let ready = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone())
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        ready(&pods.get("web").await.unwrap()).as_deref(),
+        Some("True")
+    );
+
+    let mut status = pods.get("web").await.unwrap().status.unwrap();
+    for c in status.conditions.iter_mut().flatten() {
+        if c.type_ == "Ready" {
+            c.status = "False".into();
+        }
+    }
+    pods.patch_status(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "status": status })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ready(&pods.get("web").await.unwrap()).as_deref(),
+        Some("False")
+    );
+    // The kubelet's periodic sync (every minute with nothing else due).
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert_eq!(
+        ready(&pods.get("web").await.unwrap()).as_deref(),
+        Some("True")
+    );
+    kubelet.stop().await;
+}

@@ -675,6 +675,8 @@ async fn pod_worker<R: Runtime>(
         state.record_sandbox(sandbox);
     }
     let mut written: Option<PodStatus> = first.status.clone();
+    // The pod's resourceVersion after our last status write.
+    let mut written_rv = resource_version(&first);
     loop {
         let PodUpdate { mut pod, gone } = updates.borrow_and_update().clone();
         if gone && pod.metadata.deletion_timestamp.is_none() {
@@ -689,6 +691,16 @@ async fn pod_worker<R: Runtime>(
         // `lastTransitionTime` from two writes ago) would write it back, see
         // that write come round, and so on for ever. Upstream's status
         // manager keeps the same cache for the same reason.
+        //
+        // A status someone *else* wrote after ours is another matter: the
+        // node lifecycle controller marks the pods of a node whose
+        // heartbeat was late `Ready=False`. Then the cache is wrong, and
+        // the status must be written again (upstream's status manager
+        // reconciles the same way, `needsReconcile`). Our own writes come
+        // back with the revision we got, never a later one.
+        if written.is_some() && resource_version(&pod) > written_rv && pod.status != written {
+            written = None;
+        }
         if written.is_some() {
             pod.status = written.clone();
         }
@@ -710,7 +722,10 @@ async fn pod_worker<R: Runtime>(
         // Report, only if something changed.
         if !gone && written.as_ref() != Some(&decision.status) {
             match write_status(&s, &pod, &decision.status).await {
-                Ok(()) => written = Some(decision.status.clone()),
+                Ok(rv) => {
+                    written = Some(decision.status.clone());
+                    written_rv = rv;
+                }
                 Err(e) => tracing::debug!(pod = %key, error = %e, "status update failed"),
             }
         }
@@ -766,7 +781,7 @@ async fn write_status<R: Runtime>(
     s: &Shared<R>,
     pod: &Pod,
     status: &PodStatus,
-) -> Result<(), kube::Error> {
+) -> Result<u64, kube::Error> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(s.client.clone(), ns);
@@ -776,7 +791,17 @@ async fn write_status<R: Runtime>(
         &Patch::Merge(&json!({ "status": status })),
     )
     .await
-    .map(|_| ())
+    .map(|p| resource_version(&p))
+}
+
+/// A pod's `resourceVersion` as a number (ours are etcd revisions), 0 if
+/// absent.
+fn resource_version(pod: &Pod) -> u64 {
+    pod.metadata
+        .resource_version
+        .as_deref()
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0)
 }
 
 // ANCHOR: carry_out
