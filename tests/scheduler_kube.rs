@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use labs::apiserver::ApiServer;
 use labs::cluster::{ClusterOptions, Component, Components, api_config};
-use labs::scheduler::plumbing::DECISION_ANNOTATION;
+use labs::scheduler::schedule_one::DECISION_ANNOTATION;
 use labs::store::Store;
 use serde_json::json;
 use workbook::cluster::{active, node, node_of, pod, ready_condition, replica_set, wait_for};

@@ -10,7 +10,7 @@ fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>());
     let nodes = args.next().and_then(Result::ok).unwrap_or(1000);
     let pods = args.next().and_then(Result::ok).unwrap_or(10_000);
-    let (decisions, elapsed) = labs::scheduler::bench_core(nodes, pods);
+    let (decisions, elapsed) = labs::lab::bench::scheduler::bench_core(nodes, pods);
     println!(
         "{decisions} decisions on {nodes} nodes in {:.3}s: {:.0} decisions/s",
         elapsed.as_secs_f64(),

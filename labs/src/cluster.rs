@@ -26,7 +26,7 @@ use crate::kubelet::agent::{Kubelet, KubeletConfig};
 use crate::kubelet::runtime::process::{ProcessConfig, ProcessRuntime};
 use crate::kubelet::runtime::simulated::{SimulatedConfig, SimulatedRuntime};
 use crate::kubelet::runtime::{LoopbackIpam, Runtime};
-use crate::scheduler::plumbing::{self, DefaultScheduler};
+use crate::scheduler::schedule_one::{self, DefaultScheduler};
 use crate::store::Store;
 
 /// A component of `labs cluster` that `--without` can leave out.
@@ -123,7 +123,7 @@ impl SimulatedNodes {
     ) -> SimulatedNodes {
         let shutdown = CancellationToken::new();
         let scheduler =
-            DefaultScheduler::new(client.clone(), plumbing::Options { seed, steps: None });
+            DefaultScheduler::new(client.clone(), schedule_one::Options { seed, steps: None });
         let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
         SimulatedNodes {
             kubelets: start_simulated_kubelets(api, client, nodes, config),
@@ -223,7 +223,7 @@ impl Components {
             running.push("default-scheduler");
             let scheduler = DefaultScheduler::new(
                 api.client(),
-                plumbing::Options {
+                schedule_one::Options {
                     seed: options.seed,
                     steps: None,
                 },

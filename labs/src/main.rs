@@ -29,7 +29,7 @@ enum Lab {
     Replicaset,
     /// Lab: the Deployment controller — a rolling update step by step on an
     /// in-process cluster (virtual time), then history and undo.
-    Rollout(labs::controllers::rollout_lab::RolloutArgs),
+    Rollout(labs::lab::rollout::RolloutArgs),
     /// Lab: the scheduler — nodes of different sizes, where each pod goes
     /// and why, an unschedulable pod, taints and a nodeSelector.
     Scheduler,
@@ -112,16 +112,16 @@ fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
 enum Bench {
     /// API server: 10,000 pod creates (in-process and over HTTP), lists and
     /// 100 concurrent watchers.
-    Apiserver(labs::apiserver::bench::BenchArgs),
+    Apiserver(labs::lab::bench::apiserver::BenchArgs),
     /// ReplicaSet controller: scale 0 → 10,000 → 0 on the in-process
     /// cluster; time to converge and API calls made.
-    Replicaset(labs::controllers::bench::BenchArgs),
+    Replicaset(labs::lab::bench::replicaset::BenchArgs),
     /// Deployment controller: a 1,000-replica Deployment rolled from v1 to
     /// v2 on 100 simulated nodes; wall time, syncs and API calls.
-    Rollout(labs::controllers::rollout_bench::BenchArgs),
+    Rollout(labs::lab::bench::rollout::BenchArgs),
     /// Scheduler: 10,000 pending pods on 1,000 simulated nodes, scheduled
     /// and bound through the in-process API; and the core's decisions/s.
-    Scheduler(labs::scheduler::bench::BenchArgs),
+    Scheduler(labs::lab::bench::scheduler::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -162,10 +162,10 @@ fn main() {
                     rt.block_on(async {
                         let out = &mut std::io::stdout();
                         match lab {
-                            Lab::Scheduler => labs::scheduler::lab::run(out).await,
-                            Lab::Kubelet => labs::kubelet::lab::run(out).await,
-                            Lab::NodeFailure => labs::controllers::node_failure_lab::run(out).await,
-                            _ => labs::controllers::lab::run(out).await,
+                            Lab::Scheduler => labs::lab::scheduler::run(out).await,
+                            Lab::Kubelet => labs::lab::kubelet::run(out).await,
+                            Lab::NodeFailure => labs::lab::node_failure::run(out).await,
+                            _ => labs::lab::replicaset::run(out).await,
                         }
                     })
                 })
@@ -177,12 +177,7 @@ fn main() {
                 .start_paused(true)
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| {
-                    rt.block_on(labs::controllers::rollout_lab::run(
-                        &args,
-                        &mut std::io::stdout(),
-                    ))
-                })
+                .and_then(|rt| rt.block_on(labs::lab::rollout::run(&args, &mut std::io::stdout())))
         }
         lab => {
             init_tracing("info");
@@ -205,7 +200,7 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         Lab::App(args) => {
             demo_app::run(args.listen, demo_app::AppInfo::from_env(args.app_version)).await
         }
-        Lab::Store => labs::store::lab::run(&mut std::io::stdout()).await,
+        Lab::Store => labs::lab::store::run(&mut std::io::stdout()).await,
         Lab::Apiserver(args) => labs::apiserver::run(args.port, &args.kubeconfig).await,
         Lab::Cluster(args) => {
             let options = labs::cluster::ClusterOptions {
@@ -235,15 +230,15 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         } => labs::controllers::manager::run(kubeconfig, &without).await,
         Lab::Bench {
             which: Bench::Apiserver(args),
-        } => labs::apiserver::bench::run(args).await,
+        } => labs::lab::bench::apiserver::run(args).await,
         Lab::Bench {
             which: Bench::Replicaset(args),
-        } => labs::controllers::bench::run(args).await,
+        } => labs::lab::bench::replicaset::run(args).await,
         Lab::Bench {
             which: Bench::Rollout(args),
-        } => labs::controllers::rollout_bench::run(args).await,
+        } => labs::lab::bench::rollout::run(args).await,
         Lab::Bench {
             which: Bench::Scheduler(args),
-        } => labs::scheduler::bench::run(args).await,
+        } => labs::lab::bench::scheduler::run(args).await,
     }
 }

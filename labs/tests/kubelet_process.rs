@@ -29,7 +29,7 @@ fn runtime() -> Arc<ProcessRuntime> {
     let third = 10 + (std::process::id() % 200) as u8;
     Arc::new(ProcessRuntime::new(
         config,
-        Clock::system(),
+        Clock::cluster(),
         LoopbackIpam::starting_at(Ipv4Addr::new(127, 1, third, 1)),
     ))
 }
@@ -45,7 +45,7 @@ fn free_port() -> u16 {
 fn start_kubelet(api: &ApiServer, rt: &Arc<ProcessRuntime>) -> Kubelet {
     let mut config = KubeletConfig::new("node-1");
     config.relist_period = Duration::from_millis(200);
-    let kubelet = Kubelet::start(api.client(), Arc::clone(rt), config, Clock::system());
+    let kubelet = Kubelet::start(api.client(), Arc::clone(rt), config, Clock::cluster());
     api.register_kubelet("node-1", kubelet.logs());
     kubelet
 }

@@ -37,7 +37,7 @@ fn runtime() -> ProcessRuntime {
     let third = 10 + (std::process::id() % 200) as u8;
     ProcessRuntime::new(
         config,
-        Clock::system(),
+        Clock::cluster(),
         LoopbackIpam::starting_at(Ipv4Addr::new(127, 0, third, 1)),
     )
 }
@@ -229,7 +229,7 @@ async fn unknown_images_fail_to_pull() {
             exe: env!("CARGO_BIN_EXE_labs").into(),
             tags: Some(vec!["v1".into()]),
         },
-        Clock::system(),
+        Clock::cluster(),
         LoopbackIpam::default(),
     );
     assert!(
@@ -255,7 +255,7 @@ async fn err_image_pull_through_sync_pod() {
     use labs::kubelet::{Action, PodRuntimeState, sync_pod};
 
     let rt = runtime();
-    let clock = Clock::system();
+    let clock = Clock::cluster();
     let mut pod = Pod {
         metadata: ObjectMeta {
             name: Some("broken".into()),

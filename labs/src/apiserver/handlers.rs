@@ -113,7 +113,7 @@ pub fn format_time(t: Timestamp) -> String {
 }
 
 pub fn now() -> String {
-    format_time(crate::clock::now())
+    format_time(crate::machinery::clock::now())
 }
 
 fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
@@ -334,7 +334,7 @@ pub fn get(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
             r.kind,
             &[obj],
             &rv,
-            crate::clock::now(),
+            crate::machinery::clock::now(),
         )));
     }
     Ok(Reply::ok(obj))
@@ -424,7 +424,7 @@ pub fn list(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
             r.kind,
             &items,
             &rv,
-            crate::clock::now(),
+            crate::machinery::clock::now(),
         )));
     }
     Ok(Reply::ok(json!({
@@ -1401,7 +1401,7 @@ fn delete_one(
             return Ok(obj);
         }
         let mut marked = obj.clone();
-        let at = crate::clock::now() + SignedDuration::from_secs(grace);
+        let at = crate::machinery::clock::now() + SignedDuration::from_secs(grace);
         let meta = meta_mut(&mut marked);
         meta.insert("deletionTimestamp".into(), json!(format_time(at)));
         meta.insert("deletionGracePeriodSeconds".into(), json!(grace));

@@ -18,8 +18,6 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::future::BoxFuture;
-use futures::stream::BoxStream;
 use http::{HeaderValue, Method, StatusCode, header};
 
 use super::ApiServer;
@@ -27,32 +25,7 @@ use super::handlers;
 use super::server::{Call, Query};
 use super::status::ApiError;
 
-/// What `kubectl logs` asked for (`PodLogOptions`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogRequest {
-    pub namespace: String,
-    pub pod: String,
-    pub container: String,
-    /// `--previous`: the instance before the current one.
-    pub previous: bool,
-    /// `-f`: keep the response open and stream new lines until the
-    /// container exits.
-    pub follow: bool,
-    /// `--tail=N`.
-    pub tail_lines: Option<usize>,
-    /// `--timestamps`: each line starts with its RFC 3339 time.
-    pub timestamps: bool,
-}
-
-/// The lines of a log, each ending in `\n`.
-pub type LogStream = BoxStream<'static, Bytes>;
-
-/// The kubelet's log endpoint, as the API server reaches it. An error is a
-/// message for a 400 answer ("container \"app\" in pod \"web\" is waiting to
-/// start: ContainerCreating"), as the kubelet's own errors come back.
-pub trait NodeLogs: Send + Sync + 'static {
-    fn logs(&self, req: LogRequest) -> BoxFuture<'static, Result<LogStream, String>>;
-}
+pub use crate::machinery::node_api::{LogRequest, LogStream, NodeLogs};
 
 /// The kubelets by node name.
 pub(crate) type Registry = std::sync::RwLock<std::collections::HashMap<String, Arc<dyn NodeLogs>>>;

@@ -36,7 +36,6 @@ pub mod selector;
 pub mod table;
 pub mod validation;
 
-pub mod bench;
 pub mod discovery;
 pub mod handlers;
 pub mod kubeconfig;
@@ -242,27 +241,4 @@ pub async fn run(port: u16, kubeconfig_path: &std::path::Path) -> anyhow::Result
     Ok(())
 }
 // ANCHOR_END: run
-
-/// Ctrl-C (SIGINT), or SIGTERM from `kill` or a process supervisor.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down");
-}
+pub use crate::machinery::signal::shutdown_signal;

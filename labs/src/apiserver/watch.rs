@@ -297,7 +297,12 @@ impl WatchTask {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
-            table::table(self.resource.kind, &[obj], &rv, crate::clock::now())
+            table::table(
+                self.resource.kind,
+                &[obj],
+                &rv,
+                crate::machinery::clock::now(),
+            )
         } else {
             obj
         };

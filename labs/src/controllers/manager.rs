@@ -11,9 +11,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::deployment_controller::{self, DeploymentController};
+use super::deployment::controller::{self as deployment_controller, DeploymentController};
 use super::garbagecollector::GarbageCollector;
-use super::replicaset_controller::{self, ReplicaSetController, Step};
+use super::replicaset::controller::{self as replicaset_controller, ReplicaSetController, Step};
 
 /// Which controllers to run, and what to report.
 #[derive(Default)]
@@ -166,7 +166,7 @@ pub async fn run(kubeconfig: Option<PathBuf>, without: &[Controller]) -> anyhow:
     let mut manager = ControllerManager::start(client, options);
     tokio::select! {
         result = manager.wait() => return result,
-        _ = crate::apiserver::shutdown_signal() => {}
+        _ = crate::machinery::signal::shutdown_signal() => {}
     }
     manager.shutdown().await?;
     println!("controller-manager stopped");

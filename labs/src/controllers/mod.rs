@@ -26,17 +26,8 @@
 //!   cache holds, carry out the decisions through the API server, and requeue
 //!   the key on error (with backoff) or after a delay the core asked for.
 
-pub mod bench;
 pub mod deployment;
-pub mod deployment_controller;
-pub mod events;
 pub mod garbagecollector;
-pub mod lab;
 pub mod manager;
-pub mod node_failure_lab;
 pub mod nodelifecycle;
 pub mod replicaset;
-pub mod replicaset_controller;
-pub mod rollout_bench;
-pub mod rollout_lab;
-pub mod runtime;

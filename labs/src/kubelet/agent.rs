@@ -56,14 +56,13 @@ use super::runtime::{
 };
 use super::state::{PodRuntimeState, reasons};
 use super::{Clock, referenced_objects, resolve_env};
-use crate::apiserver::logs::{LogRequest, LogStream, NodeLogs};
-use crate::controllers::events::EventRecorder;
+use crate::machinery::events::EventRecorder;
+use crate::machinery::node_api::{LogRequest, LogStream, NodeLogs};
 
 /// The version `kubectl get nodes` shows.
 pub const KUBELET_VERSION: &str = "v1.33.1-labs";
 
-/// The namespace of the node Leases (upstream `v1.NamespaceNodeLease`).
-pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+pub use crate::machinery::wellknown::NODE_LEASE_NAMESPACE;
 /// The kubelet's default `nodeLeaseDurationSeconds`.
 pub const NODE_LEASE_DURATION_SECONDS: i32 = 40;
 /// The Lease is renewed every quarter of its duration (upstream's

@@ -41,7 +41,6 @@
 pub mod agent;
 pub mod backoff;
 pub mod env;
-pub mod lab;
 pub mod logs;
 pub mod pod_sync;
 pub mod probe;
@@ -56,58 +55,4 @@ pub use env::{EnvError, referenced_objects, resolve_env};
 pub use pod_sync::{Action, KillReason, PodSyncDecision, generate_pod_status, sync_pod};
 pub use state::PodRuntimeState;
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-
-/// Wall-clock time from tokio's clock: `start` plus the tokio time elapsed
-/// since the clock was made. Under `tokio::time::pause()` timestamps then
-/// advance exactly with the paused clock, so timelines are deterministic.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    start: Timestamp,
-    origin: tokio::time::Instant,
-}
-
-impl Clock {
-    /// A clock that reads `start` now. Must be called inside a tokio runtime
-    /// if time is paused.
-    pub fn starting_at(start: Timestamp) -> Self {
-        Clock {
-            start,
-            origin: tokio::time::Instant::now(),
-        }
-    }
-
-    /// The cluster's clock ([`crate::clock`]): the same readings as every
-    /// other component's, on real or paused time. What a kubelet in a lab
-    /// uses, so that the `Ready` times it writes agree with the timers of
-    /// the controllers that read them (`minReadySeconds`).
-    pub fn cluster() -> Self {
-        Self::starting_at(crate::clock::now())
-    }
-
-    /// A clock that reads the real time now.
-    pub fn system() -> Self {
-        // (k8s-openapi's jiff is built without `std`, so no `Timestamp::now`.)
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let now = Timestamp::new(
-            since_epoch.as_secs() as i64,
-            since_epoch.subsec_nanos() as i32,
-        )
-        .expect("the present is a valid timestamp");
-        Self::starting_at(now)
-    }
-
-    pub fn now(&self) -> Timestamp {
-        self.at(tokio::time::Instant::now())
-    }
-
-    /// The timestamp of a tokio instant.
-    pub fn at(&self, instant: tokio::time::Instant) -> Timestamp {
-        let elapsed = instant.saturating_duration_since(self.origin);
-        self.start
-            .checked_add(SignedDuration::try_from(elapsed).expect("elapsed time fits"))
-            .expect("timestamp in range")
-    }
-}
+pub use crate::machinery::clock::Clock;

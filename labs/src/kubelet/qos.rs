@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::scheduler::quantity::{parse_bytes, parse_cpu_millis};
+use crate::machinery::quantity::{parse_bytes, parse_cpu_millis};
 
 fn amount(resource: &str, q: &str) -> i64 {
     // Unparseable quantities are rejected by the API server; count them as 0.

@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::{
 
 use super::snapshot::{GroupId, NodeInfo, Resources, SpreadGroup, TAINT_NODE_UNSCHEDULABLE};
 use super::snapshot::{Snapshot, pod_requests};
+pub use crate::machinery::wellknown::{find_untolerated_taint, tolerates};
 
 /// The facts about the pod being scheduled that every node is checked
 /// against, worked out once per decision (upstream's PreFilter / PreScore
@@ -201,43 +202,6 @@ pub fn resources_fit(pod: &Resources, node: &NodeInfo) -> Vec<Reason> {
 // ANCHOR_END: filters
 
 // ANCHOR: tolerations
-/// Does one toleration tolerate one taint? (`Toleration.ToleratesTaint`)
-///
-/// - an empty effect tolerates every effect;
-/// - an empty key (only valid with `Exists`) tolerates every key;
-/// - `Exists` ignores the value, `Equal` (also the default, "") compares it.
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or_default();
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or_default() {
-        "" | "Equal" => {
-            toleration.value.as_deref().unwrap_or_default()
-                == taint.value.as_deref().unwrap_or_default()
-        }
-        "Exists" => true,
-        _ => false,
-    }
-}
-
-/// The first taint (among those `applies` selects) that no toleration
-/// tolerates (`FindMatchingUntoleratedTaint`).
-pub fn find_untolerated_taint<'t>(
-    taints: &'t [Taint],
-    tolerations: &[Toleration],
-    applies: impl Fn(&Taint) -> bool,
-) -> Option<&'t Taint> {
-    taints
-        .iter()
-        .filter(|t| applies(t))
-        .find(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
-}
-
 fn tolerates_unschedulable(tolerations: &[Toleration]) -> bool {
     let taint = Taint {
         key: TAINT_NODE_UNSCHEDULABLE.to_string(),

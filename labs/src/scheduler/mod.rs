@@ -28,14 +28,11 @@
 //! `topologySpreadConstraints` (we always use the system defaults),
 //! pod-level resources, extenders and multiple profiles.
 
-pub mod bench;
 pub mod decision;
 pub mod filters;
-pub mod lab;
-pub mod plumbing;
-pub mod quantity;
 pub mod queue;
 pub mod rng;
+pub mod schedule_one;
 pub mod scores;
 pub mod snapshot;
 
@@ -44,7 +41,6 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-pub use bench::bench_core;
 pub use decision::{Decision, FitError, NodeScores, NodeVerdict, Placement, PluginScore};
 pub use filters::{Reason, Rejection};
 pub use rng::SplitMix64;

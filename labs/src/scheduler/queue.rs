@@ -2,7 +2,7 @@
 //! that did not fit is tried again.
 //!
 //! Controllers use a plain work queue of keys
-//! ([`crate::controllers::runtime::WorkQueue`]); kube-scheduler has its own
+//! ([`crate::machinery::workqueue::WorkQueue`]); kube-scheduler has its own
 //! (`pkg/scheduler/backend/queue`, `PriorityQueue`), because its questions
 //! are different: *which pod first?* and *when is retrying worth it?* It
 //! keeps each pending pod in one of three places:

@@ -16,18 +16,12 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Container, Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::quantity::{parse_bytes, parse_cpu_millis};
+use crate::machinery::quantity::{parse_bytes, parse_cpu_millis};
 
-/// The taints the node lifecycle controller puts on a node whose `Ready`
-/// condition is `False` / `Unknown` (`TaintNodeNotReady`, `TaintNodeUnreachable`).
-pub const TAINT_NODE_NOT_READY: &str = "node.kubernetes.io/not-ready";
-pub const TAINT_NODE_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-/// The taint equivalent of `spec.unschedulable` (`kubectl cordon`).
-pub const TAINT_NODE_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
-
-/// The well-known topology labels the default spreading constraints use.
-pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
-pub const LABEL_TOPOLOGY_ZONE: &str = "topology.kubernetes.io/zone";
+pub use crate::machinery::wellknown::{
+    LABEL_HOSTNAME, LABEL_TOPOLOGY_ZONE, TAINT_NODE_NOT_READY, TAINT_NODE_UNREACHABLE,
+    TAINT_NODE_UNSCHEDULABLE,
+};
 
 /// What scoring assumes a container without a cpu / memory request will use
 /// (`DefaultMilliCPURequest`, `DefaultMemoryRequest` in

@@ -37,7 +37,6 @@
 //! "all pods in namespace default" is simply the prefix
 //! `/registry/pods/default/`.
 
-pub mod lab;
 mod watch;
 
 #[cfg(test)]

@@ -46,6 +46,7 @@
 //!   same thing because the next sync recomputes everything.
 
 pub mod cleanup;
+pub mod controller;
 pub mod fenceposts;
 pub mod hash;
 pub mod recreate;

@@ -151,7 +151,7 @@ async fn write_events(
             .clone()
             .unwrap_or_else(|| "default".into());
         let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
-        let now = Time(crate::clock::now());
+        let now = Time(crate::machinery::clock::now());
         let key = (
             uid,
             event.type_,
@@ -180,7 +180,7 @@ async fn write_events(
         let name = format!(
             "{}.{:x}",
             event.object.name.as_deref().unwrap_or("object"),
-            crate::clock::now().as_nanosecond() as u64 + sequence
+            crate::machinery::clock::now().as_nanosecond() as u64 + sequence
         );
         let ev = Event {
             metadata: ObjectMeta {

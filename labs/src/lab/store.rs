@@ -10,7 +10,7 @@ use std::io::Write;
 
 use bytes::Bytes;
 
-use super::{Event, EventKind, KeyValue, Store, StoreError};
+use crate::store::{Event, EventKind, KeyValue, Store, StoreError};
 
 /// Where Kubernetes keeps the pods of namespace `default`.
 const PODS: &str = "/registry/pods/default/";

@@ -44,15 +44,15 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::nodelifecycle::ready_status;
 use crate::apiserver::ApiServer;
 use crate::cluster::{ClusterOptions, Components, api_config};
+use crate::controllers::nodelifecycle::ready_status;
 use crate::kubelet::Clock;
 use crate::kubelet::agent::{Kubelet, KubeletConfig, NODE_LEASE_NAMESPACE};
 use crate::kubelet::runtime::simulated::{SimulatedConfig, SimulatedRuntime};
 use crate::kubelet::runtime::{LoopbackIpam, Runtime};
-use crate::narration::{NameAliases, say};
-use crate::scheduler::plumbing::DECISION_ANNOTATION;
+use crate::lab::narration::{NameAliases, say};
+use crate::scheduler::schedule_one::DECISION_ANNOTATION;
 use crate::store::Store;
 
 // ANCHOR: settings
@@ -99,12 +99,12 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
 pub async fn run_checked(out: &mut dyn Write) -> anyhow::Result<Outcome> {
     // Start on a whole second of the cluster's clock, so that the
     // (whole-second) times in objects convert to the same `t=…s` every run.
-    let nanos = crate::clock::now().subsec_nanosecond();
+    let nanos = crate::machinery::clock::now().subsec_nanosecond();
     if nanos > 0 {
         tokio::time::sleep(Duration::from_nanos(1_000_000_000 - nanos as u64)).await;
     }
     let start = Instant::now();
-    let start_time = crate::clock::now();
+    let start_time = crate::machinery::clock::now();
 
     let api = ApiServer::with_config(Store::new(), api_config(TOLERATION_SECONDS));
     let components = Components::start(
@@ -386,7 +386,7 @@ impl Lab<'_> {
     /// `kubectl get events` with these reasons, since `since`: in order of
     /// time, then of `reasons` (cause before effect), then object.
     async fn print_events(&mut self, reasons: &[&str], since: Instant) -> anyhow::Result<()> {
-        let since = crate::clock::timestamp_at(since).as_second();
+        let since = crate::machinery::clock::timestamp_at(since).as_second();
         let events = Api::<Event>::all(self.client.clone())
             .list(&ListParams::default())
             .await?
@@ -979,7 +979,7 @@ fn node_of(pod: &Pod) -> Option<String> {
 
 /// The pod's `Ready` condition status.
 fn pod_ready(pod: &Pod) -> Option<&str> {
-    super::replicaset::ready_condition(pod).map(|c| c.status.as_str())
+    crate::controllers::replicaset::ready_condition(pod).map(|c| c.status.as_str())
 }
 
 /// Sorts `web-#10` after `web-#9`.

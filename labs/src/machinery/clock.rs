@@ -71,6 +71,47 @@ pub fn instant_at(t: Timestamp) -> Instant {
     }
 }
 
+/// A component's own clock: `start` plus the tokio time elapsed since the
+/// clock was made. [`Clock::cluster`] reads the same as [`now`]; a test that
+/// wants round timestamps starts one at a fixed time. Under `tokio::time::pause()` timestamps then
+/// advance exactly with the paused clock, so timelines are deterministic.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start: Timestamp,
+    origin: tokio::time::Instant,
+}
+
+impl Clock {
+    /// A clock that reads `start` now. Must be called inside a tokio runtime
+    /// if time is paused.
+    pub fn starting_at(start: Timestamp) -> Self {
+        Clock {
+            start,
+            origin: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The cluster's clock ([`now`]): the same readings as every
+    /// other component's, on real or paused time. What a kubelet in a lab
+    /// uses, so that the `Ready` times it writes agree with the timers of
+    /// the controllers that read them (`minReadySeconds`).
+    pub fn cluster() -> Self {
+        Self::starting_at(now())
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.at(tokio::time::Instant::now())
+    }
+
+    /// The timestamp of a tokio instant.
+    pub fn at(&self, instant: tokio::time::Instant) -> Timestamp {
+        let elapsed = instant.saturating_duration_since(self.origin);
+        self.start
+            .checked_add(SignedDuration::try_from(elapsed).expect("elapsed time fits"))
+            .expect("timestamp in range")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -11,7 +11,7 @@
 //! random pod names printed as `web-#1`, `web-#2`, … in scheduling order,
 //! no times printed.
 
-use crate::narration::{NameAliases, say};
+use crate::lab::narration::{NameAliases, say};
 use std::io::Write;
 use std::time::Duration;
 
@@ -22,9 +22,9 @@ use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::plumbing::{self, DECISION_ANNOTATION, DefaultScheduler, Step};
 use crate::apiserver::ApiServer;
 use crate::controllers::manager::{ControllerManager, ManagerOptions};
+use crate::scheduler::schedule_one::{self, DECISION_ANNOTATION, DefaultScheduler, Step};
 use crate::store::Store;
 
 /// A Node as a kubelet registers it: capacity = allocatable, 110 pods,
@@ -74,7 +74,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let scheduler = DefaultScheduler::new(
         api.client(),
-        plumbing::Options {
+        schedule_one::Options {
             seed: 1,
             steps: Some(steps_tx),
         },

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::json;
 
-use super::{Scheduler, Snapshot};
+use crate::scheduler::{Scheduler, Snapshot};
 
 /// A node of one of three sizes (2, 4 or 8 cores), in one of three zones,
 /// Ready, 110 pod slots, labelled as a kubelet labels it.
@@ -103,8 +103,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     use futures::{StreamExt, TryStreamExt};
     use kube::api::{Api, ListParams, PostParams};
 
-    use super::plumbing::{DefaultScheduler, Options};
     use crate::apiserver::ApiServer;
+    use crate::scheduler::schedule_one::{DefaultScheduler, Options};
     use crate::store::Store;
 
     println!(

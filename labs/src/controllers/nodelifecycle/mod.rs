@@ -76,15 +76,13 @@ use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::events::EventRecorder;
-use super::runtime::{
-    Action, CacheOnly, EnqueueKey, EventHandler, Informer, WorkQueue, key_of, run_workers,
+use crate::machinery::events::EventRecorder;
+use crate::machinery::informer::{CacheOnly, EnqueueKey, EventHandler, Informer, key_of};
+use crate::machinery::wellknown::{
+    NODE_LEASE_NAMESPACE, TAINT_NODE_NOT_READY, TAINT_NODE_UNREACHABLE, TAINT_NODE_UNSCHEDULABLE,
+    tolerates,
 };
-use crate::kubelet::agent::NODE_LEASE_NAMESPACE;
-use crate::scheduler::filters::tolerates;
-use crate::scheduler::snapshot::{
-    TAINT_NODE_NOT_READY, TAINT_NODE_UNREACHABLE, TAINT_NODE_UNSCHEDULABLE,
-};
+use crate::machinery::workqueue::{Action, WorkQueue, run_workers};
 
 /// The component name on the Events (upstream's node controller writes as
 /// `node-controller`).
@@ -459,7 +457,7 @@ impl Shared {
         // The cluster's clock, not the machine's: on a lab's paused time the
         // two disagree, and the taints' `timeAdded` must agree with the
         // kubelets' heartbeats.
-        let wall = Time(crate::clock::now());
+        let wall = Time(crate::machinery::clock::now());
 
         // 1. Health.
         let lease = self

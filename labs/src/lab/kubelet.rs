@@ -34,7 +34,7 @@
 //! kubelet does more than the lab shows; `pod_sync`'s table tests cover the
 //! rest.
 
-use crate::narration::say;
+use crate::lab::narration::say;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::sync::Arc;
@@ -51,12 +51,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Clock;
-use super::agent::NODE_LEASE_NAMESPACE;
-use super::agent::{Kubelet, KubeletConfig};
-use super::runtime::LoopbackIpam;
-use super::runtime::simulated::{Behavior, SIMULATE_ANNOTATION, SimulatedConfig, SimulatedRuntime};
 use crate::apiserver::ApiServer;
+use crate::kubelet::Clock;
+use crate::kubelet::agent::{Kubelet, KubeletConfig};
+use crate::kubelet::runtime::LoopbackIpam;
+use crate::kubelet::runtime::simulated::{
+    Behavior, SIMULATE_ANNOTATION, SimulatedConfig, SimulatedRuntime,
+};
+use crate::machinery::wellknown::NODE_LEASE_NAMESPACE;
 use crate::store::Store;
 
 /// The image every pod runs, and a tag that does not exist (the typo of
@@ -685,7 +687,7 @@ impl Lab<'_> {
             self,
             "  node-1   {:<8} {}s",
             spec.holder_identity.as_deref().unwrap_or("<none>"),
-            crate::clock::now()
+            crate::machinery::clock::now()
                 .duration_since(lease.metadata.creation_timestamp.context("created")?.0)
                 .as_secs()
         );

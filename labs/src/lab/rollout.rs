@@ -10,11 +10,11 @@
 //! the sync saw.
 //!
 //! **Deterministic, in lockstep.** The run uses tokio's paused clock on one
-//! thread, and [`crate::clock`] makes the cluster's timestamps follow it.
+//! thread, and [`crate::machinery::clock`] makes the cluster's timestamps follow it.
 //! Every simulated container takes `--ready-after` seconds to start (and
 //! has no readiness probe, so it is ready once it runs): pods created at the
 //! same instant become ready together `--ready-after` seconds later, and the Deployment controller syncs only when the rest of
-//! the cluster is quiet ([`wait_until_quiet`](super::deployment_controller::wait_until_quiet)),
+//! the cluster is quiet ([`wait_until_quiet`](crate::controllers::deployment::controller::wait_until_quiet)),
 //! so each sync sees everything that happened before it. The scale steps
 //! are then exactly those of the reference's tick model, and the same flags
 //! always print the same timeline.
@@ -35,12 +35,12 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::deployment::revisions::{CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION};
-use super::deployment::{self, POD_TEMPLATE_HASH_LABEL, fenceposts};
-use super::deployment_controller::{self, Step};
-use super::manager::{ControllerManager, ManagerOptions};
 use crate::apiserver::ApiServer;
 use crate::cluster::SimulatedNodes;
+use crate::controllers::deployment::controller::{self as deployment_controller, Step};
+use crate::controllers::deployment::revisions::{CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION};
+use crate::controllers::deployment::{self, POD_TEMPLATE_HASH_LABEL, fenceposts};
+use crate::controllers::manager::{ControllerManager, ManagerOptions};
 use crate::kubelet::runtime::simulated::{Behavior, SimulatedConfig};
 use crate::store::Store;
 
@@ -444,9 +444,9 @@ impl Lab {
     /// Waits for the next whole second of the cluster's clock, so the
     /// timeline starts at t=0 and "the same second" means the same tick.
     async fn align_to_second(&self) {
-        let now = crate::clock::now();
+        let now = crate::machinery::clock::now();
         let next = Timestamp::from_second(now.as_second() + 1).expect("in range");
-        tokio::time::sleep_until(crate::clock::instant_at(next)).await;
+        tokio::time::sleep_until(crate::machinery::clock::instant_at(next)).await;
     }
 
     /// (new, old, available) now.
@@ -471,7 +471,7 @@ impl Lab {
             .items
             .into_iter()
             .filter(|rs| {
-                super::replicaset::controller_of(&rs.metadata)
+                crate::controllers::replicaset::controller_of(&rs.metadata)
                     .is_some_and(|o| Some(&o.uid) == d.metadata.uid.as_ref())
             })
             .collect())
@@ -480,7 +480,7 @@ impl Lab {
     /// Collects what the controller and the kubelets report until the
     /// rollout is complete or has missed its deadline.
     async fn phase(&mut self, what: &str) -> anyhow::Result<Timeline> {
-        let t0 = crate::clock::now().as_second();
+        let t0 = crate::machinery::clock::now().as_second();
         let mut timeline = Timeline::default();
         let mut step = 0;
         let deadline = tokio::time::Instant::now() + PHASE_LIMIT;
@@ -490,7 +490,7 @@ impl Lab {
                 Some(pod) = self.pods.next() => {
                     let Ok(pod) = pod else { continue };
                     let Some((hash, ready)) = self.seen.observe(&pod) else { continue };
-                    let t = crate::clock::now().as_second() - t0;
+                    let t = crate::machinery::clock::now().as_second() - t0;
                     // Pods of one second make one line.
                     if !matches!(timeline.entries.last(), Some(Entry::Pods { t: last, .. }) if *last == t) {
                         timeline.entries.push(Entry::Pods { t, became: Became::default() });

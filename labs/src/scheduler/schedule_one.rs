@@ -50,8 +50,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::queue::{Popped, SchedulingQueue};
 use super::{Decision, Scheduler, Snapshot};
-use crate::controllers::events::EventRecorder;
-use crate::controllers::runtime::{EventHandler, Informer, key_of, ref_from_key};
+use crate::machinery::events::EventRecorder;
+use crate::machinery::informer::{EventHandler, Informer, key_of, ref_from_key};
 
 /// The name pods ask for in `spec.schedulerName` (the API server's
 /// default), and the `source.component` of our Events, as upstream.
@@ -555,7 +555,7 @@ impl Shared {
                 "reason": "Unschedulable",
                 "message": message,
                 "lastProbeTime": null,
-                "lastTransitionTime": crate::clock::now().to_string(),
+                "lastTransitionTime": crate::machinery::clock::now().to_string(),
             }]}});
             api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await?;

@@ -8,6 +8,7 @@
 //! API calls, `manageReplicas`' creates and deletes, and
 //! `updateReplicaSetStatus`.
 
+use crate::machinery::selector::SelectorExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,15 +21,14 @@ use kube::runtime::reflector::Store;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::events::EventRecorder;
-use super::replicaset::{
-    self, Expectations, ReplicaSetEvent, Scale, adopt_patch, as_selector, calculate_status,
-    controller_of, indirectly_related_pods, pod_key, release_patch, slow_start_batch,
-    slow_start_batches,
+use super::{
+    self as replicaset, Expectations, ReplicaSetEvent, Scale, adopt_patch, as_selector,
+    calculate_status, controller_of, indirectly_related_pods, pod_key, release_patch,
+    slow_start_batch, slow_start_batches,
 };
-use super::runtime::{
-    Action, EventHandler, Informer, WorkQueue, key_of, ref_from_key, run_controller,
-};
+use crate::machinery::events::EventRecorder;
+use crate::machinery::informer::{EventHandler, Informer, key_of, ref_from_key};
+use crate::machinery::workqueue::{Action, WorkQueue, run_controller};
 
 /// The component name on the Events it writes, as in Kubernetes.
 pub const COMPONENT: &str = "replicaset-controller";
@@ -310,7 +310,7 @@ impl Shared {
                     .spec
                     .as_ref()
                     .and_then(|spec| as_selector(&spec.selector))
-                    .is_some_and(|sel| !sel.is_empty() && sel.matches(labels))
+                    .is_some_and(|sel| !sel.selects_all() && sel.matches(labels))
         })
     }
 }
@@ -338,7 +338,7 @@ impl Shared {
             self.expectations().delete_expectations(key);
             return Ok(Action::AwaitChange);
         };
-        let now = crate::clock::now();
+        let now = crate::machinery::clock::now();
         // 1. Checked *before* reading the cache (see the core's docs).
         let needs_sync = self.expectations().satisfied(key, now);
 
@@ -436,7 +436,7 @@ impl Shared {
                 // Write down what we expect *before* creating: the watch
                 // may report a new pod before `create` even returns.
                 self.expectations()
-                    .expect_creations(key, count, crate::clock::now());
+                    .expect_creations(key, count, crate::machinery::clock::now());
                 let created = Mutex::new(Vec::new());
                 let (successes, error) = slow_start_batch(count, || {
                     let (pod_api, pod, created) = (pod_api, &pod, &created);
@@ -499,7 +499,7 @@ impl Shared {
                 self.expectations().expect_deletions(
                     key,
                     pods.iter().map(|p| pod_key(p)),
-                    crate::clock::now(),
+                    crate::machinery::clock::now(),
                 );
                 let results = futures::future::join_all(pods.iter().map(|pod| async move {
                     let name = pod.metadata.name.clone().unwrap_or_default();

@@ -45,6 +45,9 @@
 //! "namespace is terminating" special case for create errors (the plumbing
 //! can treat such an error as success), and metrics.
 
+pub mod controller;
+
+use crate::machinery::selector::SelectorExt;
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -52,10 +55,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, ObjectMeta, OwnerReference, Time,
-};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
 
 /// At most this many pods are created or deleted in one sync. A ReplicaSet
 /// scaled from 0 to 10,000 gets there in steps of 500, so one sync never
@@ -317,28 +318,6 @@ pub fn claim_pods<'a, P: Borrow<Pod>>(rs: &ReplicaSet, pods: &'a [P]) -> Claimed
 }
 // ANCHOR_END: claim
 
-/// The ownerReference with `controller: true`, if any. A pod can have many
-/// owners but at most one controller.
-pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|owner| owner.controller == Some(true))
-}
-
-/// Upstream's `IsPodActive`: not finished and not being deleted.
-pub fn is_pod_active(pod: &Pod) -> bool {
-    let phase = pod_phase(pod);
-    phase != "Succeeded" && phase != "Failed" && pod.metadata.deletion_timestamp.is_none()
-}
-
-fn pod_phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|status| status.phase.as_deref())
-        .unwrap_or_default()
-}
-
 fn labels(meta: &ObjectMeta) -> &BTreeMap<String, String> {
     static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
     meta.labels.as_ref().unwrap_or(&NO_LABELS)
@@ -544,42 +523,6 @@ fn omit_zero(count: i32) -> Option<i32> {
     (count != 0).then_some(count)
 }
 
-/// A pod is ready when its `Ready` condition is `True`: all its containers
-/// pass their readiness probes, so a Service may send it traffic.
-pub fn is_pod_ready(pod: &Pod) -> bool {
-    ready_condition(pod).is_some_and(|c| c.status == "True")
-}
-
-/// A pod is available when it has been ready for *more than*
-/// `min_ready_seconds` (upstream's `IsPodAvailable`). The comparison is
-/// strict: a pod ready for exactly `min_ready_seconds` is not available yet.
-/// minReadySeconds guards against pods that pass their probe and then crash:
-/// a rollout only counts a pod once it has stayed ready for a while.
-pub fn is_pod_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
-    let Some(ready) = ready_condition(pod).filter(|c| c.status == "True") else {
-        return false;
-    };
-    if min_ready_seconds == 0 {
-        return true;
-    }
-    // No transition time means we cannot tell how long it has been ready.
-    ready.last_transition_time.as_ref().is_some_and(|since| {
-        since
-            .0
-            .checked_add(SignedDuration::from_secs(min_ready_seconds.into()))
-            .is_ok_and(|available_at| available_at < now)
-    })
-}
-
-/// The pod's `Ready` condition, if it has one.
-pub fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")
-}
 // ANCHOR_END: status
 
 // ANCHOR: slow_start
@@ -1066,22 +1009,16 @@ impl ReplicaSetEvent {
     }
 }
 
-/// The API form of a selector (`matchLabels` + `matchExpressions`) as the
-/// API server's own selector type (upstream's
-/// `metav1.LabelSelectorAsSelector`), so the controller and `kubectl get
-/// -l` agree on what matches: there is one selector implementation in the
-/// labs. `None` for a selector Kubernetes refuses to build (an unknown
-/// operator, `In` without values, `Exists` with values, a bad key): the API
-/// server rejects such ReplicaSets, and acting on a selector we cannot read
-/// could release every pod.
-///
-/// Parsed once per sync, not once per pod.
-pub fn as_selector(selector: &LabelSelector) -> Option<crate::apiserver::selector::LabelSelector> {
-    crate::apiserver::selector::LabelSelector::from_api(selector).ok()
-}
+pub use crate::machinery::pods::{
+    controller_of, is_pod_active, is_pod_available, is_pod_ready, pod_phase, ready_condition,
+};
+pub use crate::machinery::selector::as_selector;
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    use k8s_openapi::jiff::SignedDuration;
+
     use super::*;
     use k8s_openapi::api::apps::v1::ReplicaSetSpec;
     use k8s_openapi::api::core::v1::{

@@ -1,6 +1,6 @@
 //! The Deployment controller's plumbing: informers on Deployments,
 //! ReplicaSets and Pods, a work queue of Deployment keys, and a sync that
-//! feeds the decision core ([`super::deployment::sync_deployment`]) from the
+//! feeds the decision core ([`super::sync_deployment`]) from the
 //! cache and carries out its decisions through the API server.
 //!
 //! This is `pkg/controller/deployment/deployment_controller.go` minus the
@@ -25,6 +25,7 @@
 //! again from fresher state. That is upstream's way too: a conflict is never
 //! an error worth reporting, only a reason to look again.
 
+use crate::machinery::selector::{Selector, SelectorExt};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,17 +42,16 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::deployment::revisions::{self, AlreadyExists};
-use super::deployment::status::{
+use super::revisions::{self, AlreadyExists};
+use super::status::{
     AVAILABLE, FAILED_RS_CREATE_REASON, PROGRESSING, get_deployment_condition,
     has_progress_deadline, new_deployment_condition, set_deployment_condition,
 };
-use super::deployment::{self, Action as Write, EventType, strategy_type};
-use super::events::EventRecorder;
-use super::replicaset::{as_selector, controller_of};
-use super::runtime::{
-    Action, EnqueueKey, EventHandler, Informer, WorkQueue, key_of, ref_from_key, run_controller,
-};
+use super::{self as deployment, Action as Write, EventType, strategy_type};
+use crate::controllers::replicaset::{as_selector, controller_of};
+use crate::machinery::events::EventRecorder;
+use crate::machinery::informer::{EnqueueKey, EventHandler, Informer, key_of, ref_from_key};
+use crate::machinery::workqueue::{Action, WorkQueue, run_controller};
 
 /// The component name on the Events it writes, as in Kubernetes.
 pub const COMPONENT: &str = "deployment-controller";
@@ -65,7 +65,7 @@ pub const DEFAULT_WORKERS: usize = 5;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     pub deployment: String,
-    /// When the sync ran (the cluster's clock, see [`crate::clock`]).
+    /// When the sync ran (the cluster's clock, see [`crate::machinery::clock`]).
     pub at: Timestamp,
     /// What it wrote, in words: `create web-5d8f7 (3)`, `scale web-6b7f9 10→8`.
     pub actions: Vec<String>,
@@ -334,7 +334,7 @@ impl Shared {
         let labels = rs.metadata.labels.as_ref().unwrap_or(&no_labels);
         self.deployments.state_filter(|d| {
             d.metadata.namespace == rs.metadata.namespace
-                && selector_of(d).is_some_and(|sel| !sel.is_empty() && sel.matches(labels))
+                && selector_of(d).is_some_and(|sel| !sel.selects_all() && sel.matches(labels))
         })
     }
 
@@ -369,7 +369,7 @@ impl Shared {
     }
 }
 
-fn selector_of(d: &Deployment) -> Option<crate::apiserver::selector::LabelSelector> {
+fn selector_of(d: &Deployment) -> Option<Selector> {
     d.spec.as_ref().and_then(|s| as_selector(&s.selector))
 }
 
@@ -441,7 +441,7 @@ impl Shared {
             .collect();
 
         // 3. The decision.
-        let now = crate::clock::now();
+        let now = crate::machinery::clock::now();
         let sync = deployment::sync_deployment(&d, &rss, &pods, now);
 
         // 4. The writes, in order; the first failure ends the sync.
@@ -694,7 +694,7 @@ impl Shared {
                         "False",
                         FAILED_RS_CREATE_REASON,
                         message.clone(),
-                        crate::clock::now(),
+                        crate::machinery::clock::now(),
                     );
                     set_deployment_condition(&mut status, cond);
                     self.update_status(d, status).await?;

@@ -43,7 +43,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::runtime::{Action, EventHandler, Informer, WorkQueue, run_workers};
+use crate::machinery::informer::{EventHandler, Informer};
+use crate::machinery::workqueue::{Action, WorkQueue, run_workers};
 
 /// The finalizer of an owner deleted with `propagationPolicy: Orphan`.
 pub const FINALIZER_ORPHAN: &str = "orphan";

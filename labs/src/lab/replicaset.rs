@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::narration::{NameAliases, say};
+use crate::lab::narration::{NameAliases, say};
 use std::io::Write;
 use std::time::Duration;
 
@@ -33,10 +33,10 @@ use kube::api::{
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::manager::{ControllerManager, ManagerOptions};
-use super::replicaset::{self, pod_deletion_cost};
-use super::replicaset_controller::Step;
 use crate::apiserver::ApiServer;
+use crate::controllers::manager::{ControllerManager, ManagerOptions};
+use crate::controllers::replicaset::controller::Step;
+use crate::controllers::replicaset::{self, pod_deletion_cost};
 use crate::store::Store;
 
 /// The ReplicaSet the lab creates (what `kubectl create -f rs.yaml` sends).
@@ -275,7 +275,7 @@ impl Lab<'_> {
         .await
         .with_context(|| format!("binding {alias}"))?;
         if phase != "Pending" {
-            let now = crate::clock::now().to_string();
+            let now = crate::machinery::clock::now().to_string();
             let status = json!({"status": {
                 "phase": phase,
                 "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" },

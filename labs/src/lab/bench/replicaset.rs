@@ -24,10 +24,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::lab::replica_set;
-use super::manager::{ControllerManager, ManagerOptions};
 use crate::apiserver::ApiServer;
 use crate::cluster::{RequestCounter, counted_client};
+use crate::controllers::manager::{ControllerManager, ManagerOptions};
+use crate::lab::replicaset::replica_set;
 use crate::store::Store;
 
 #[derive(clap::Args, Debug, Clone)]

@@ -16,12 +16,12 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::deployment_controller::Metrics;
-use super::manager::{ControllerManager, ManagerOptions};
-use super::rollout_lab::{self, IMAGE_V2, RolloutArgs};
 use crate::apiserver::ApiServer;
 use crate::cluster::{RequestCounter, SimulatedNodes, counted_client};
+use crate::controllers::deployment::controller::Metrics;
+use crate::controllers::manager::{ControllerManager, ManagerOptions};
 use crate::kubelet::runtime::simulated::SimulatedConfig;
+use crate::lab::rollout::{self as rollout_lab, IMAGE_V2, RolloutArgs};
 use crate::store::Store;
 
 #[derive(clap::Args, Debug, Clone)]

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 
-use super::ApiServer;
+use crate::apiserver::ApiServer;
 use crate::store::Store;
 
 #[derive(clap::Args, Debug, Clone)]
