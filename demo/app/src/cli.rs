@@ -17,9 +17,11 @@
 
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use clap::{Args, Subcommand};
 
-use crate::{AppInfo, BUILD_VERSION};
+use crate::{AppInfo, BUILD_VERSION, ServeOptions};
 
 /// The workbook's demo workload: a tiny HTTP service that reports its
 /// version and pod name.
@@ -58,6 +60,11 @@ pub struct ServeArgs {
     /// The version to report (defaults to the one compiled in).
     #[arg(long = "app-version", env = "APP_VERSION", default_value = BUILD_VERSION)]
     pub app_version: String,
+    /// After SIGTERM, keep serving for this many seconds while /readyz
+    /// fails, so load balancers stop sending traffic before the app stops
+    /// accepting it. 0 stops accepting at once.
+    #[arg(long = "drain-seconds", env = "DRAIN_SECONDS", default_value_t = 0)]
+    pub drain_seconds: u64,
 }
 
 /// `demo-app proxy`.
@@ -87,7 +94,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => {
             let args = cli.serve;
-            crate::run(args.listen, AppInfo::from_env(args.app_version)).await
+            let options = ServeOptions {
+                drain: Duration::from_secs(args.drain_seconds),
+            };
+            crate::run(args.listen, AppInfo::from_env(args.app_version), options).await
         }
         Some(Command::Proxy(args)) => crate::proxy::run(args.listen, args.to).await,
         Some(Command::Pause) => crate::pause::run().await,

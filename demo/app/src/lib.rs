@@ -6,10 +6,20 @@
 //! * `GET /` answers with the app's **version** and the **pod name**, so a
 //!   traffic probe during a rolling update can count which version served
 //!   each request (the "v1 → v2" moment of the demo);
-//! * `GET /healthz` is what liveness and readiness probes call;
-//! * on `SIGTERM` (what the kubelet sends when a pod is deleted) it stops
-//!   accepting connections, lets in-flight requests finish and exits 0, so a
-//!   rolling update drops no requests.
+//! * `GET /livez` says the process is alive: the kubelet's **liveness
+//!   probe** calls it and restarts the container when it fails. It checks
+//!   nothing else on purpose: restarting cannot fix a database outage, it
+//!   only turns one into a crash loop. (`/healthz`, the older name, is kept
+//!   as an alias for old manifests.)
+//! * `GET /readyz` says whether to send it traffic: the **readiness probe**
+//!   calls it, and a pod that fails it is taken out of its Service's
+//!   endpoints, without a restart. It fails while the app drains;
+//! * on `SIGTERM` (what the kubelet sends when a pod is deleted) it can keep
+//!   serving for a **drain period** (`--drain-seconds`) while `/readyz`
+//!   fails, because the endpoint removal that the deletion triggers reaches
+//!   the load balancers only a moment later; then it stops accepting
+//!   connections, lets in-flight requests finish and exits 0, so a rolling
+//!   update drops no requests.
 //!
 //! It is a library as well as a binary so that the `labs` and `demo`
 //! binaries can run it as a child process of themselves (a hidden `app`
@@ -23,8 +33,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -72,41 +86,119 @@ impl AppInfo {
     }
 }
 
+/// How to serve, beyond who the app is.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// How long to keep serving after SIGTERM while `/readyz` fails.
+    pub drain: Duration,
+}
+
+// ANCHOR: state
+/// The state every request handler shares: who the app is, and whether it
+/// is draining. Cloning is cheap (an `Arc` inside), as axum needs.
+#[derive(Debug, Clone)]
+pub struct App {
+    info: AppInfo,
+    /// Set once, on SIGTERM; read by every `/readyz`. An atomic flag is all
+    /// it takes: nothing waits on it, probes just look.
+    draining: Arc<AtomicBool>,
+}
+// ANCHOR_END: state
+
+impl App {
+    pub fn new(info: AppInfo) -> App {
+        App {
+            info,
+            draining: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn info(&self) -> &AppInfo {
+        &self.info
+    }
+
+    /// From now on `/readyz` fails; everything else keeps working.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
 // ANCHOR: router
 /// The app's HTTP routes. Returned as a plain `Router` so tests can drive it
 /// in-process and the binary can serve it on a socket.
-pub fn router(info: AppInfo) -> Router {
+pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(root))
-        .route("/healthz", get(healthz))
-        .with_state(info)
+        .route("/livez", get(livez))
+        .route("/healthz", get(livez))
+        .route("/readyz", get(readyz))
+        .with_state(app)
 }
 
-async fn root(State(info): State<AppInfo>) -> Json<AppInfo> {
-    Json(info)
+async fn root(State(app): State<App>) -> Json<AppInfo> {
+    Json(app.info.clone())
 }
 
-/// Liveness and readiness: if the process can answer HTTP at all, it is
-/// healthy. (A real app would check its database connection here for
-/// readiness, but never for liveness: a database outage must not make the
-/// kubelet restart every pod.)
-async fn healthz() -> &'static str {
+/// Liveness: if the process can answer HTTP at all, it is alive. Nothing
+/// else is checked here, on purpose (see the module docs).
+async fn livez() -> &'static str {
     "ok"
+}
+
+/// Readiness: `200 ok`, or `503` with one line saying why not, which is what
+/// `kubectl describe pod` shows in the probe's failure event.
+async fn readyz(State(app): State<App>) -> (StatusCode, String) {
+    if app.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining: SIGTERM received, finishing requests\n".into(),
+        );
+    }
+    (StatusCode::OK, "ok\n".into())
 }
 // ANCHOR_END: router
 
-/// Serves the app on `listener` until `shutdown` completes, then finishes
-/// the requests in flight and returns.
+/// Serves the app on `listener` until `shutdown` completes, then stops
+/// accepting connections, finishes the requests in flight and returns.
 pub async fn serve(
     listener: TcpListener,
-    info: AppInfo,
+    app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(info))
+    axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await
 }
 
+// ANCHOR: drain
+/// What happens between the kubelet's SIGTERM and the moment the app stops
+/// accepting connections. Completes when it is time to stop accepting.
+///
+/// Why wait at all: deleting a pod does two things at once. The kubelet
+/// sends SIGTERM, and the EndpointSlice controller removes the pod from its
+/// Service, after which every node's kube-proxy reprograms its rules. The
+/// second path is slower. An app that stops accepting the instant SIGTERM
+/// arrives refuses the requests still routed to it in between. So: fail
+/// readiness at once (no new traffic should be chosen for us), keep serving
+/// for `period`, and only then stop. (A `preStop: sleep` hook in the
+/// manifest achieves the same for apps that cannot do this themselves.)
+pub async fn drain(app: &App, period: Duration, signal: impl Future<Output = ()>) {
+    signal.await;
+    app.start_draining();
+    if !period.is_zero() {
+        tracing::info!(
+            seconds = period.as_secs_f64(),
+            "SIGTERM: draining (readyz fails, still serving)"
+        );
+        tokio::time::sleep(period).await;
+    }
+    tracing::info!("no longer accepting connections; finishing requests in flight");
+}
+// ANCHOR_END: drain
 // ANCHOR: shutdown
 /// Completes on SIGTERM or Ctrl-C (SIGINT). The kubelet sends SIGTERM, waits
 /// `terminationGracePeriodSeconds` (30 by default) and only then SIGKILLs.
@@ -128,17 +220,25 @@ pub async fn termination_signal() {
 }
 // ANCHOR_END: shutdown
 
-/// Binds `addr` and serves until SIGTERM/Ctrl-C. Logs one line when ready
-/// and one when it has drained, which is what `kubectl logs` will show.
-pub async fn run(addr: SocketAddr, info: AppInfo) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
+/// Binds `addr` and serves until SIGTERM/Ctrl-C and the drain period that
+/// follows. Logs one line when ready and one when it has stopped, which is
+/// what `kubectl logs` will show.
+pub async fn run(addr: SocketAddr, info: AppInfo, options: ServeOptions) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     tracing::info!(
         address = %listener.local_addr()?,
         version = %info.version,
         pod = %info.pod,
         "demo-app listening"
     );
-    serve(listener, info, termination_signal()).await?;
+    let app = App::new(info);
+    let stop = {
+        let app = app.clone();
+        async move { drain(&app, options.drain, termination_signal()).await }
+    };
+    serve(listener, app, stop).await?;
     tracing::info!("demo-app stopped");
     Ok(())
 }
