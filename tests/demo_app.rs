@@ -32,7 +32,7 @@ async fn answers_root_and_probes_over_http_then_drains() {
     let body: serde_json::Value = root.json().await.unwrap();
     assert_eq!(
         body,
-        serde_json::json!({"version": "v2", "pod": "web-6b7f9c-x2x4z"})
+        serde_json::json!({"version": "v2", "pod": "web-6b7f9c-x2x4z", "database": "no database"})
     );
 
     // Liveness under its two names, and readiness (no database, not

@@ -21,10 +21,12 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use crate::db::DbSettings;
 use crate::{AppInfo, BUILD_VERSION, ServeOptions};
 
 /// The workbook's demo workload: a tiny HTTP service that reports its
-/// version and pod name.
+/// version and pod name, and records visits in PostgreSQL when told where
+/// it is.
 #[derive(Args, Debug, Clone)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -65,6 +67,52 @@ pub struct ServeArgs {
     /// accepting it. 0 stops accepting at once.
     #[arg(long = "drain-seconds", env = "DRAIN_SECONDS", default_value_t = 0)]
     pub drain_seconds: u64,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// Where the database is, named as on GKE: the Cloud SQL Auth Proxy listens
+/// on the pod's localhost, so `DB_HOST` is `127.0.0.1` there; the user and
+/// password come from a Secret. No `DB_HOST` means no database.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DbArgs {
+    /// Database host (the proxy sidecar's address). Unset: run without a
+    /// database.
+    #[arg(long = "db-host", env = "DB_HOST")]
+    pub host: Option<String>,
+    /// Database port.
+    #[arg(long = "db-port", env = "DB_PORT", default_value_t = 5432)]
+    pub port: u16,
+    /// Database name (defaults to the user name, as libpq does).
+    #[arg(long = "db-name", env = "DB_NAME")]
+    pub name: Option<String>,
+    /// Database user.
+    #[arg(long = "db-user", env = "DB_USER")]
+    pub user: Option<String>,
+    /// Database password. Prefer the environment (from a Secret) to the
+    /// flag, which other users of the machine can read in `ps`.
+    #[arg(long = "db-password", env = "DB_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+}
+
+impl DbArgs {
+    /// The settings, `None` without `DB_HOST`, or one readable error line
+    /// when they are incomplete.
+    pub fn settings(&self) -> anyhow::Result<Option<DbSettings>> {
+        let Some(host) = self.host.clone().filter(|h| !h.is_empty()) else {
+            return Ok(None);
+        };
+        let Some(user) = self.user.clone().filter(|u| !u.is_empty()) else {
+            anyhow::bail!("DB_HOST is set but DB_USER is not: set both (or neither)");
+        };
+        Ok(Some(DbSettings {
+            host,
+            port: self.port,
+            name: self.name.clone().unwrap_or_else(|| user.clone()),
+            user,
+            password: self.password.clone(),
+        }))
+    }
 }
 
 /// `demo-app proxy`.
@@ -96,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let args = cli.serve;
             let options = ServeOptions {
                 drain: Duration::from_secs(args.drain_seconds),
+                database: args.db.settings()?,
             };
             crate::run(args.listen, AppInfo::from_env(args.app_version), options).await
         }

@@ -5,7 +5,10 @@
 //!
 //! * `GET /` answers with the app's **version** and the **pod name**, so a
 //!   traffic probe during a rolling update can count which version served
-//!   each request (the "v1 → v2" moment of the demo);
+//!   each request (the "v1 → v2" moment of the demo). With a database
+//!   ([`db`], PostgreSQL as on GKE) it also records the visit and shows the
+//!   total and the last visits per version: during a rollout v1 and v2 pods
+//!   write to the same table, and the data outlives every pod;
 //! * `GET /livez` says the process is alive: the kubelet's **liveness
 //!   probe** calls it and restarts the container when it fails. It checks
 //!   nothing else on purpose: restarting cannot fix a database outage, it
@@ -13,7 +16,8 @@
 //!   as an alias for old manifests.)
 //! * `GET /readyz` says whether to send it traffic: the **readiness probe**
 //!   calls it, and a pod that fails it is taken out of its Service's
-//!   endpoints, without a restart. It fails while the app drains;
+//!   endpoints, without a restart. It fails while the app drains, and
+//!   while the database does not answer;
 //! * on `SIGTERM` (what the kubelet sends when a pod is deleted) it can keep
 //!   serving for a **drain period** (`--drain-seconds`) while `/readyz`
 //!   fails, because the endpoint removal that the deletion triggers reaches
@@ -45,9 +49,12 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 pub mod cli;
+pub mod db;
 pub mod get;
 pub mod pause;
 pub mod proxy;
+
+use db::{Database, DbSettings, Visits};
 
 // ANCHOR: info
 /// What one running copy of the app knows about itself.
@@ -91,6 +98,8 @@ impl AppInfo {
 pub struct ServeOptions {
     /// How long to keep serving after SIGTERM while `/readyz` fails.
     pub drain: Duration,
+    /// Where the database is; `None`: serve without one.
+    pub database: Option<DbSettings>,
 }
 
 // ANCHOR: state
@@ -102,6 +111,8 @@ pub struct App {
     /// Set once, on SIGTERM; read by every `/readyz`. An atomic flag is all
     /// it takes: nothing waits on it, probes just look.
     draining: Arc<AtomicBool>,
+    /// `None` when no `DB_HOST` is set: the app serves as before.
+    database: Option<Database>,
 }
 // ANCHOR_END: state
 
@@ -110,7 +121,15 @@ impl App {
         App {
             info,
             draining: Arc::new(AtomicBool::new(false)),
+            database: None,
         }
+    }
+
+    /// Connects to the database in the background (see [`Database::start`]);
+    /// needs a tokio runtime.
+    pub fn with_database(mut self, settings: DbSettings) -> App {
+        self.database = Some(Database::start(settings));
+        self
     }
 
     pub fn info(&self) -> &AppInfo {
@@ -139,8 +158,57 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
-async fn root(State(app): State<App>) -> Json<AppInfo> {
-    Json(app.info.clone())
+/// The answer to `GET /`: today's `version` and `pod` (which probes and
+/// tests parse) plus what the database says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    #[serde(flatten)]
+    pub info: AppInfo,
+    /// `"no database"`, `user@host:port/name`, or `"unavailable: why"`.
+    pub database: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_visits: Option<i64>,
+    /// Per version, the last few visits, newest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_visits: Option<std::collections::BTreeMap<String, Vec<db::Visit>>>,
+}
+
+async fn root(State(app): State<App>) -> (StatusCode, Json<Answer>) {
+    let info = app.info.clone();
+    let Some(db) = &app.database else {
+        let database = "no database".to_string();
+        return (
+            StatusCode::OK,
+            Json(Answer {
+                info,
+                database,
+                total_visits: None,
+                recent_visits: None,
+            }),
+        );
+    };
+    match db.record_visit(&app.info).await {
+        Ok(Visits { total, recent }) => (
+            StatusCode::OK,
+            Json(Answer {
+                info,
+                database: db.settings().describe(),
+                total_visits: Some(total),
+                recent_visits: Some(recent),
+            }),
+        ),
+        // Readiness fails too, so the Service should not send us this
+        // request; if it still arrives, say why rather than pretend.
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Answer {
+                info,
+                database: format!("unavailable: {reason}"),
+                total_visits: None,
+                recent_visits: None,
+            }),
+        ),
+    }
 }
 
 /// Liveness: if the process can answer HTTP at all, it is alive. Nothing
@@ -156,6 +224,14 @@ async fn readyz(State(app): State<App>) -> (StatusCode, String) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "draining: SIGTERM received, finishing requests\n".into(),
+        );
+    }
+    if let Some(db) = &app.database
+        && let Err(reason) = db.check().await
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database: {reason}\n"),
         );
     }
     (StatusCode::OK, "ok\n".into())
@@ -233,7 +309,17 @@ pub async fn run(addr: SocketAddr, info: AppInfo, options: ServeOptions) -> anyh
         pod = %info.pod,
         "demo-app listening"
     );
-    let app = App::new(info);
+    let mut app = App::new(info);
+    match options.database {
+        Some(settings) => {
+            tracing::info!(
+                "database: {} (connecting in the background)",
+                settings.describe()
+            );
+            app = app.with_database(settings);
+        }
+        None => tracing::info!("no database (set DB_HOST, DB_USER, DB_PASSWORD to use one)"),
+    }
     let stop = {
         let app = app.clone();
         async move { drain(&app, options.drain, termination_signal()).await }
