@@ -52,6 +52,7 @@ pub mod cli;
 pub mod db;
 pub mod get;
 pub mod pause;
+pub mod postgres;
 pub mod proxy;
 
 use db::{Database, DbSettings, Visits};
