@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use demo_app::AppInfo;
+use demo_app::{App, AppInfo};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 #[tokio::test]
-async fn answers_root_and_healthz_over_http_then_drains() {
+async fn answers_root_and_probes_over_http_then_drains() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let info = AppInfo {
@@ -15,7 +15,7 @@ async fn answers_root_and_healthz_over_http_then_drains() {
         pod: "web-6b7f9c-x2x4z".into(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(demo_app::serve(listener, info.clone(), async {
+    let server = tokio::spawn(demo_app::serve(listener, App::new(info.clone()), async {
         let _ = stopped.await;
     }));
 
@@ -32,16 +32,20 @@ async fn answers_root_and_healthz_over_http_then_drains() {
     let body: serde_json::Value = root.json().await.unwrap();
     assert_eq!(
         body,
-        serde_json::json!({"version": "v2", "pod": "web-6b7f9c-x2x4z"})
+        serde_json::json!({"version": "v2", "pod": "web-6b7f9c-x2x4z", "database": "no database"})
     );
 
-    let health = http
-        .get(format!("http://{addr}/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    assert_eq!(health.text().await.unwrap(), "ok");
+    // Liveness under its two names, and readiness (no database, not
+    // draining: ready).
+    for (path, body) in [("livez", "ok"), ("healthz", "ok"), ("readyz", "ok\n")] {
+        let probe = http
+            .get(format!("http://{addr}/{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(probe.status(), 200, "/{path}");
+        assert_eq!(probe.text().await.unwrap(), body, "/{path}");
+    }
 
     let missing = http
         .get(format!("http://{addr}/nope"))
@@ -58,9 +62,7 @@ async fn answers_root_and_healthz_over_http_then_drains() {
         .unwrap()
         .unwrap();
     assert!(
-        reqwest::get(format!("http://{addr}/healthz"))
-            .await
-            .is_err(),
+        reqwest::get(format!("http://{addr}/livez")).await.is_err(),
         "nothing listens after shutdown"
     );
 }

@@ -116,7 +116,9 @@ async fn two_pods_same_port_real_http_logs_and_sigterm() {
             .json()
             .await
             .unwrap();
-        assert_eq!(body, serde_json::json!({"version": "v1", "pod": name}));
+        assert_eq!(body["version"], "v1");
+        assert_eq!(body["pod"], *name);
+        assert_eq!(body["database"], "no database");
     }
 
     // A TCP probe, and an exec probe (run on the host).
