@@ -15,8 +15,9 @@ struct Cli {
 enum Lab {
     /// Run the workload (`demo-app`) as a child process: this is how the
     /// "process" container runtime starts a container without Docker.
+    /// It takes exactly `demo-app`'s command line (the same type).
     #[command(hide = true)]
-    App(AppArgs),
+    App(demo_app::cli::Cli),
     /// Lab: etcd, the cluster's memory — a versioned key-value store with watch.
     Store,
     /// Lab: the API server — serve the Kubernetes API on loopback for kubectl.
@@ -124,16 +125,6 @@ enum Bench {
     Scheduler(labs::scheduler::bench::BenchArgs),
 }
 
-#[derive(clap::Args, Debug)]
-struct AppArgs {
-    /// Address to listen on (a pod's own loopback address and port).
-    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8080")]
-    listen: std::net::SocketAddr,
-    /// The version the app reports (the image tag it was started for).
-    #[arg(long = "app-version", env = "APP_VERSION", default_value = demo_app::BUILD_VERSION)]
-    app_version: String,
-}
-
 fn init_tracing(default_filter: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -202,9 +193,7 @@ fn main() {
 
 async fn run(lab: Lab) -> anyhow::Result<()> {
     match lab {
-        Lab::App(args) => {
-            demo_app::run(args.listen, demo_app::AppInfo::from_env(args.app_version)).await
-        }
+        Lab::App(cli) => demo_app::cli::run(cli).await,
         Lab::Store => labs::store::lab::run(&mut std::io::stdout()).await,
         Lab::Apiserver(args) => labs::apiserver::run(args.port, &args.kubeconfig).await,
         Lab::Cluster(args) => {

@@ -13,7 +13,13 @@
 //!
 //! It is a library as well as a binary so that the `labs` and `demo`
 //! binaries can run it as a child process of themselves (a hidden `app`
-//! subcommand): the "process" container runtime then needs no separate build.
+//! subcommand, with the same command line: [`cli`]): the "process" container
+//! runtime then needs no separate build.
+//!
+//! The same binary holds the other small programs a pod of the workbook
+//! needs, so one `FROM scratch` image is enough for all of them:
+//! [`proxy`] (the database proxy sidecar), [`pause`] (the pod sandbox of the
+//! Docker runtime) and [`get`] (an HTTP client, since scratch has no curl).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,6 +29,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+
+pub mod cli;
+pub mod get;
+pub mod pause;
+pub mod proxy;
 
 // ANCHOR: info
 /// What one running copy of the app knows about itself.
