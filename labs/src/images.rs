@@ -126,7 +126,15 @@ pub fn static_binary(out: &mut dyn Write) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let output = std::process::Command::new(&cargo)
         .current_dir(workspace_root())
-        .args(["build", "--release", "--quiet", "-p", "demo-app", "--target", TARGET])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "demo-app",
+            "--target",
+            TARGET,
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         // CARGO_ENCODED_RUSTFLAGS (set when we run under cargo) would win
@@ -337,7 +345,10 @@ pub async fn bench_build(docker: &Docker, runs: usize) -> anyhow::Result<BuildBe
         cold.push(report.elapsed);
         let report = build(docker, &spec, &binary, &mut std::io::sink()).await?;
         if !report.fully_cached() {
-            bail!("the unchanged rebuild of {} missed the cache", spec.reference);
+            bail!(
+                "the unchanged rebuild of {} missed the cache",
+                spec.reference
+            );
         }
         cached.push(report.elapsed);
     }

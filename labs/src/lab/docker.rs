@@ -62,6 +62,12 @@ pub const CLIENT: &str = "workbook-docker-client";
 pub const COMMITTED: &str = "workbook/demo-app:lab-hotfix";
 /// The small official image pulled where a registry is reachable.
 pub const PULL_IMAGE: &str = "busybox:1.37";
+/// The pair (and `demo/app/compose.yaml`): the app's health check, and the
+/// client's arguments to the image's `/demo-app` entrypoint.
+pub const PAIR_HEALTH_CMD: [&str; 3] = ["/demo-app", "get", "http://localhost:8080/healthz"];
+pub const PAIR_CLIENT_ARGS: [&str; 2] = ["get", "http://app:8080/"];
+/// The image both containers of the pair run.
+pub const PAIR_IMAGE: &str = "workbook/demo-app:v2";
 
 /// What the run saw, for the tests to check directly.
 #[derive(Debug, Default, Clone)]
@@ -112,9 +118,9 @@ pub async fn run_with_facts(out: &mut dyn Write) -> anyhow::Result<Facts> {
     }
     guard.disarm();
     match (result, removed) {
-        (Err(err), Ok(n)) => Err(err.context(format!(
-            "labs docker stopped; removed the {n} objects it had left"
-        ))),
+        (Err(err), Ok(n)) => Err(anyhow!(
+            "{err:#} (removed what the lab had created: {n} objects)"
+        )),
         (Err(err), Err(_)) => Err(err),
         (Ok(()), Err(err)) => Err(err.context("cannot remove what the lab created")),
         (Ok(()), Ok(0)) => Ok(facts),
@@ -211,7 +217,12 @@ pub async fn cleanup(docker: &Docker) -> anyhow::Result<usize> {
         .await?;
     for i in images {
         let options = RemoveImageOptionsBuilder::default().force(true).build();
-        ignore_not_found(docker.remove_image(&i.id, Some(options), None).await.map(|_| ()))?;
+        ignore_not_found(
+            docker
+                .remove_image(&i.id, Some(options), None)
+                .await
+                .map(|_| ()),
+        )?;
         removed += 1;
     }
     Ok(removed)
@@ -355,7 +366,11 @@ impl Lab<'_> {
             .await?;
         let mut rows: Vec<(String, String, i64)> = images
             .iter()
-            .flat_map(|i| i.repo_tags.iter().map(|t| (t.clone(), i.id.clone(), i.size)))
+            .flat_map(|i| {
+                i.repo_tags
+                    .iter()
+                    .map(|t| (t.clone(), i.id.clone(), i.size))
+            })
             .collect();
         rows.sort();
         self.say(format!("  {:<30} {:<14} {}", "IMAGE", "ID", "SIZE"))?;
@@ -363,7 +378,11 @@ impl Lab<'_> {
             self.say("  (none yet: the next step builds them)")?;
         }
         for (tag, id, size) in rows {
-            self.say(format!("  {tag:<30} {:<14} {}", short_id(&id), human_size(size)))?;
+            self.say(format!(
+                "  {tag:<30} {:<14} {}",
+                short_id(&id),
+                human_size(size)
+            ))?;
         }
         Ok(())
     }
@@ -421,11 +440,19 @@ impl Lab<'_> {
         let history = self.docker.image_history("workbook/demo-app:v1").await?;
         self.say(format!("  {:<64} {}", "CREATED BY", "SIZE"))?;
         for layer in history {
+            // `COPY file:<sha256 of the content> in /`: 12 digits are
+            // enough to tell contents apart, as `docker history` shows ids.
             let created_by = layer
                 .created_by
                 .trim_start_matches("/bin/sh -c #(nop) ")
                 .trim()
-                .to_string();
+                .split(' ')
+                .map(|w| match w.strip_prefix("file:") {
+                    Some(hash) => format!("file:{}", short_id(hash)),
+                    None => w.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
             self.say(format!(
                 "  {:<64} {}",
                 truncate(&created_by, 64),
@@ -445,7 +472,9 @@ impl Lab<'_> {
         self.cmd(format!(
             "docker run -d --name {WEB} --hostname web --label workbook.lab=docker -p 127.0.0.1::8080 workbook/demo-app:v1"
         ))?;
-        let port = self.run_published(WEB, "web", "workbook/demo-app:v1").await?;
+        let port = self
+            .run_published(WEB, "web", "workbook/demo-app:v1")
+            .await?;
         self.say(format!("  published: 8080/tcp -> 127.0.0.1:{port}"))?;
         self.cmd(format!("curl -s http://127.0.0.1:{port}/"))?;
         let answer = http_get(port).await?;
@@ -457,7 +486,11 @@ impl Lab<'_> {
             .docker
             .top_processes(
                 WEB,
-                Some(TopOptionsBuilder::default().ps_args("-o pid,uid,args").build()),
+                Some(
+                    TopOptionsBuilder::default()
+                        .ps_args("-o pid,uid,args")
+                        .build(),
+                ),
             )
             .await?;
         // PIDs differ on every run: show the user and the command.
@@ -473,7 +506,12 @@ impl Lab<'_> {
     /// Creates, starts and waits for an HTTP answer from a container of
     /// `image` with 8080 published on a free port of 127.0.0.1; returns
     /// the port.
-    async fn run_published(&mut self, name: &str, hostname: &str, image: &str) -> anyhow::Result<u16> {
+    async fn run_published(
+        &mut self,
+        name: &str,
+        hostname: &str,
+        image: &str,
+    ) -> anyhow::Result<u16> {
         // An empty host port: the engine picks a free one, as `-p 127.0.0.1::8080`.
         let bindings = HashMap::from([(
             "8080/tcp".to_string(),
@@ -505,7 +543,11 @@ impl Lab<'_> {
         Ok(port)
     }
 
-    async fn create_and_start(&mut self, name: &str, body: ContainerCreateBody) -> anyhow::Result<()> {
+    async fn create_and_start(
+        &mut self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> anyhow::Result<()> {
         self.docker
             .create_container(
                 Some(CreateContainerOptionsBuilder::default().name(name).build()),
@@ -579,7 +621,11 @@ impl Lab<'_> {
             )
             .await?;
         self.cmd(format!("docker diff {WEB}"))?;
-        let mut changes = self.docker.container_changes(WEB).await?.unwrap_or_default();
+        let mut changes = self
+            .docker
+            .container_changes(WEB)
+            .await?
+            .unwrap_or_default();
         changes.sort_by(|a, b| a.path.cmp(&b.path));
         for change in changes {
             let kind = match change.kind as i32 {
@@ -635,7 +681,11 @@ impl Lab<'_> {
         let mut bytes = Vec::new();
         let mut stream = self.docker.download_from_container(
             container,
-            Some(DownloadFromContainerOptionsBuilder::default().path(path).build()),
+            Some(
+                DownloadFromContainerOptionsBuilder::default()
+                    .path(path)
+                    .build(),
+            ),
         );
         while let Some(chunk) = stream.next().await {
             bytes.extend_from_slice(&chunk?);
@@ -659,7 +709,9 @@ impl Lab<'_> {
     /// *inside* the network, and we read its answer from its logs.
     async fn pair(&mut self) -> anyhow::Result<()> {
         self.step("6. Two containers that find each other by name (demo/app/compose.yaml)")?;
-        self.cmd(format!("docker network create --label workbook.lab=docker {NETWORK}"))?;
+        self.cmd(format!(
+            "docker network create --label workbook.lab=docker {NETWORK}"
+        ))?;
         self.docker
             .create_network(NetworkCreateRequest {
                 name: NETWORK.to_string(),
@@ -670,22 +722,23 @@ impl Lab<'_> {
             .await?;
 
         self.cmd(format!(
-            "docker run -d --name {APP} --hostname app --network {NETWORK} --network-alias app \\\n    --health-cmd '/demo-app get http://localhost:8080/healthz' --health-interval 1s workbook/demo-app:v2"
+            "docker run -d --name {APP} --hostname app --network {NETWORK} --network-alias app \\\n    --health-cmd '{}' --health-interval 1s {PAIR_IMAGE}",
+            PAIR_HEALTH_CMD.join(" ")
         ))?;
         let app = ContainerCreateBody {
-            image: Some("workbook/demo-app:v2".to_string()),
+            image: Some(PAIR_IMAGE.to_string()),
             hostname: Some("app".to_string()),
             labels: Some(labels()),
             // What compose's `depends_on: condition: service_healthy` waits
             // for: the engine runs this command in the container every
             // second and records healthy/unhealthy.
             healthcheck: Some(HealthConfig {
-                test: Some(vec![
-                    "CMD".into(),
-                    "/demo-app".into(),
-                    "get".into(),
-                    "http://localhost:8080/healthz".into(),
-                ]),
+                test: Some(
+                    std::iter::once("CMD")
+                        .chain(PAIR_HEALTH_CMD)
+                        .map(String::from)
+                        .collect(),
+                ),
                 interval: Some(1_000_000_000),
                 timeout: Some(2_000_000_000),
                 retries: Some(10),
@@ -711,11 +764,12 @@ impl Lab<'_> {
         self.say(format!("  {APP} is healthy"))?;
 
         self.cmd(format!(
-            "docker run --name {CLIENT} --network {NETWORK} workbook/demo-app:v2 get http://app:8080/"
+            "docker run --name {CLIENT} --network {NETWORK} {PAIR_IMAGE} {}",
+            PAIR_CLIENT_ARGS.join(" ")
         ))?;
         let client = ContainerCreateBody {
-            image: Some("workbook/demo-app:v2".to_string()),
-            cmd: Some(vec!["get".into(), "http://app:8080/".into()]),
+            image: Some(PAIR_IMAGE.to_string()),
+            cmd: Some(PAIR_CLIENT_ARGS.map(String::from).to_vec()),
             labels: Some(labels()),
             host_config: Some(HostConfig {
                 network_mode: Some(NETWORK.to_string()),
@@ -792,7 +846,10 @@ impl Lab<'_> {
         self.cmd(format!("docker stop -t 5 {WEB} {HOTFIX} {APP}"))?;
         for name in [WEB, HOTFIX, APP] {
             self.docker
-                .stop_container(name, Some(StopContainerOptionsBuilder::default().t(5).build()))
+                .stop_container(
+                    name,
+                    Some(StopContainerOptionsBuilder::default().t(5).build()),
+                )
                 .await?;
             let state = self.docker.inspect_container(name, None).await?.state;
             let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
@@ -809,7 +866,9 @@ impl Lab<'_> {
         self.cmd(format!("docker rmi {COMMITTED}"))?;
         remove_image(&self.docker, COMMITTED).await?;
         if self.pulled_here {
-            self.say(format!("  pull: removing {PULL_IMAGE} again (it was not here before)"))?;
+            self.say(format!(
+                "  pull: removing {PULL_IMAGE} again (it was not here before)"
+            ))?;
             remove_image(&self.docker, PULL_IMAGE).await?;
             self.pulled_here = false;
         }
@@ -916,8 +975,15 @@ fn redact_line(line: &str) -> String {
             let word: String = chars[i..word_end].iter().collect();
             let word = word.trim_end_matches('.');
             if let Some(replacement) = redact_word(word, &chars[..i]) {
+                let width = word.chars().count();
                 out.push_str(replacement);
-                i += word.chars().count();
+                i += width;
+                // Keep table columns aligned: pad to the word's width when
+                // a column follows.
+                if chars.get(i) == Some(&' ') {
+                    let pad = width.saturating_sub(replacement.len());
+                    out.extend(std::iter::repeat_n(' ', pad));
+                }
                 continue;
             }
         }
@@ -930,13 +996,18 @@ fn redact_line(line: &str) -> String {
 /// What `word` (a run of letters, digits and dots) is replaced with, if it
 /// varies between runs. `before` is the line up to the word.
 fn redact_word(word: &str, before: &[char]) -> Option<&'static str> {
-    let is_hex = |w: &str| w.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+    let is_hex = |w: &str| {
+        w.chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    };
     if (word.len() >= 12) && is_hex(word) && word.chars().any(|c| c.is_ascii_digit()) {
         return Some("[id]");
     }
     // A port is the number after `127.0.0.1:`.
     let prefix: String = before.iter().collect();
-    if prefix.ends_with("127.0.0.1:") && word.chars().all(|c| c.is_ascii_digit()) && !word.is_empty()
+    if prefix.ends_with("127.0.0.1:")
+        && word.chars().all(|c| c.is_ascii_digit())
+        && !word.is_empty()
     {
         return Some("[port]");
     }
@@ -950,7 +1021,9 @@ fn redact_word(word: &str, before: &[char]) -> Option<&'static str> {
     if ["kB", "MB", "GB"].iter().any(|u| number_then(u)) {
         return Some("[size]");
     }
-    if number_then("ms") || number_then("s") {
+    // Durations are printed with a decimal point (`12.3s`); `1s` in a
+    // command line is a setting, not a measurement.
+    if (number_then("ms") || number_then("s")) && word.contains('.') {
         return Some("[time]");
     }
     None
@@ -968,7 +1041,7 @@ $ curl -s http://127.0.0.1:49153/
  ---> Running in 1a2b3c4d5e6f
   sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
   workbook/demo-app:v1           5c1e2a3b4c5d   4.213MB
-  EXPOSE map[8080/tcp:{}]        0B
+  EXPOSE map[8080/tcp:{}]        0B --health-interval 1s
   pull: not possible here (dial tcp: lookup registry-1.docker.io: no such host)
   pull: removing busybox:1.37 again
 done in 12.3s; Step 1/9 : FROM scratch
@@ -979,8 +1052,8 @@ done in 12.3s; Step 1/9 : FROM scratch
 $ curl -s http://127.0.0.1:[port]/
  ---> Running in [id]
   sha256:[id]
-  workbook/demo-app:v1           [id]   [size]
-  EXPOSE map[8080/tcp:{}]        0B
+  workbook/demo-app:v1           [id]           [size]
+  EXPOSE map[8080/tcp:{}]        0B --health-interval 1s
   pull: [pulled, or why not]
 done in [time]; Step 1/9 : FROM scratch
 "
