@@ -325,11 +325,12 @@ pub struct BuildBench {
 }
 
 // ANCHOR: bench
-/// Measures an image build cold and cached. "Cold" removes the workload's
-/// tags first and builds with `--no-cache` (the pause image shares the
-/// `COPY` layer, and is left alone): the engine must unpack the binary into
-/// a new layer and commit every metadata step again. "Cached" is the
-/// unchanged rebuild right after.
+/// Measures an image build cold and cached. "Cold" removes the workbook's
+/// images first and builds with `--no-cache`: the engine must unpack the
+/// binary into a new layer and commit every metadata step again (each in an
+/// intermediate container: that is most of the time). "Cached" is the
+/// unchanged rebuild right after. The images are rebuilt at the end, as
+/// they were.
 pub async fn bench_build(docker: &Docker, runs: usize) -> anyhow::Result<BuildBench> {
     let binary = static_binary(&mut std::io::sink())?;
     let context_bytes = std::fs::metadata(&binary)?.len();
@@ -337,7 +338,7 @@ pub async fn bench_build(docker: &Docker, runs: usize) -> anyhow::Result<BuildBe
     let mut cold = Vec::new();
     let mut cached = Vec::new();
     for _ in 0..runs.max(1) {
-        remove_image_tree(docker, &spec.reference).await?;
+        remove_workbook_images(docker).await?;
         let report = build_with(docker, &spec, &binary, true, &mut std::io::sink()).await?;
         if report.cached_steps > 0 {
             bail!("the cold build of {} used the cache", spec.reference);
@@ -360,16 +361,18 @@ pub async fn bench_build(docker: &Docker, runs: usize) -> anyhow::Result<BuildBe
 }
 // ANCHOR_END: bench
 
-/// Removes `reference` and the other workload tag that shares its layers
-/// (v2 is built on v1's layers), so that the cold build leaves no stale
-/// image behind.
-async fn remove_image_tree(docker: &Docker, reference: &str) -> anyhow::Result<()> {
-    let repository = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
-    for version in APP_VERSIONS {
-        let tag = format!("{repository}:{version}");
+/// Removes every workbook image (v1, v2 and the pause image, which shares
+/// the `COPY` layer), so that the cold build finds no layer to reuse and
+/// the rebuilds after it leave no stale, untagged image behind.
+async fn remove_workbook_images(docker: &Docker) -> anyhow::Result<()> {
+    let references = APP_VERSIONS
+        .iter()
+        .map(|v| format!("{APP_REPOSITORY}:{v}"))
+        .chain([PAUSE_IMAGE.to_string()]);
+    for reference in references {
         match docker
             .remove_image(
-                &tag,
+                &reference,
                 Some(RemoveImageOptionsBuilder::default().build()),
                 None,
             )
@@ -379,7 +382,7 @@ async fn remove_image_tree(docker: &Docker, reference: &str) -> anyhow::Result<(
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => {}
-            Err(err) => return Err(err).with_context(|| format!("cannot remove {tag}")),
+            Err(err) => return Err(err).with_context(|| format!("cannot remove {reference}")),
         }
     }
     Ok(())
@@ -401,7 +404,7 @@ pub async fn run_bench(runs: usize, out: &mut dyn Write) -> anyhow::Result<Build
         figures.cold.as_secs_f64(),
         figures.cached.as_secs_f64(),
     )?;
-    // The bench removed v2 along with v1: leave both as it found them.
+    // The bench removed v2 and the pause image too: build them back.
     ensure_all(&docker, &mut std::io::sink()).await?;
     Ok(figures)
 }

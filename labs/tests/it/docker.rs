@@ -334,6 +334,52 @@ async fn ctrl_c_mid_way_removes_everything() {
     );
 }
 
+/// A writer that says (once) when a line starting with `needle` was written.
+struct NotifyOn {
+    text: String,
+    needle: &'static str,
+    tx: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::io::Write for NotifyOn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.text.push_str(&String::from_utf8_lossy(buf));
+        if self.text.contains(self.needle) {
+            if let Some(tx) = self.tx.take() {
+                let _ = tx.send(());
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The lab's future dropped half-way (a caller's timeout, a panic up the
+/// stack): its guard removes everything, though it cannot await.
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_mid_way_removes_everything() {
+    let _engine = ENGINE.lock().await;
+    let Some(docker) = engine().await else { return };
+    images::ensure_all(&docker, &mut std::io::sink())
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut out = NotifyOn {
+        text: String::new(),
+        needle: "  published: ",
+        tx: Some(tx),
+    };
+    tokio::select! {
+        result = lab::run(&mut out) => panic!("the lab finished first: {result:?}"),
+        _ = rx => {}
+    }
+    // The lab's future is gone: its guard has run.
+    assert!(!out.text.contains("== 7."), "{}", out.text);
+    assert_eq!(lab::leftovers(&docker).await.unwrap(), (0, 0, 0, 0));
+}
+
 /// The book shows `demo/app/compose.yaml` as the file form of the lab's
 /// pair: it must describe what the lab runs.
 #[test]
