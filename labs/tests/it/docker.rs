@@ -344,10 +344,10 @@ struct NotifyOn {
 impl std::io::Write for NotifyOn {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.text.push_str(&String::from_utf8_lossy(buf));
-        if self.text.contains(self.needle) {
-            if let Some(tx) = self.tx.take() {
-                let _ = tx.send(());
-            }
+        if self.text.contains(self.needle)
+            && let Some(tx) = self.tx.take()
+        {
+            let _ = tx.send(());
         }
         Ok(buf.len())
     }
