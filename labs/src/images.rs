@@ -86,7 +86,8 @@ impl ImageSpec {
 /// against a newer API than Docker 20.10's 1.41, and an engine rejects
 /// requests for a version it does not know.
 pub async fn connect() -> anyhow::Result<Docker> {
-    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the local socket".to_string());
+    let host = std::env::var("DOCKER_HOST")
+        .unwrap_or_else(|_| "unix:///var/run/docker.sock (the default)".to_string());
     let docker = Docker::connect_with_defaults()
         .with_context(|| format!("cannot use Docker engine address {host}"))?;
     let docker = docker.negotiate_version().await.with_context(|| {
