@@ -30,6 +30,7 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod controllers;
+pub mod images;
 pub mod kubelet;
 pub mod lab;
 pub mod machinery;

@@ -41,6 +41,9 @@ enum Lab {
     /// controller marks its node Unknown and taints it, its pods are
     /// evicted and replaced elsewhere (in-process, virtual time).
     NodeFailure,
+    /// Lab: the Docker recap for real, through the Docker Engine API —
+    /// images, build, run, exec, commit, a compose-style pair, cleanup.
+    Docker,
     /// Run the controllers against a running API server (kubeconfig from
     /// --kubeconfig, else $KUBECONFIG or ~/.kube/config).
     ControllerManager {
@@ -189,6 +192,7 @@ fn main() {
 async fn run(lab: Lab) -> anyhow::Result<()> {
     match lab {
         Lab::App(cli) => demo_app::cli::run(cli).await,
+        Lab::Docker => labs::lab::docker::run(&mut std::io::stdout()).await,
         Lab::Store => labs::lab::store::run(&mut std::io::stdout()).await,
         Lab::Apiserver(args) => labs::apiserver::run(args.port, &args.kubeconfig).await,
         Lab::Cluster(args) => {
