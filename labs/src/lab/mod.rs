@@ -17,3 +17,6 @@ pub mod replicaset;
 pub mod rollout;
 pub mod scheduler;
 pub mod store;
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,11 @@
+//! The labs crate's integration tests, in one binary (one link instead of
+//! one per file): the runtimes against real processes, the kubelet on both
+//! runtimes, the store's properties, and the Docker lab against the real
+//! engine. Unit tests live beside the code, the labs' transcripts beside the
+//! labs (`labs/src/lab/tests`).
+
 mod docker;
+mod kubelet_process;
+mod kubelet_simulated;
+mod process_runtime;
+mod store_props;

@@ -7,6 +7,7 @@
 mod binary;
 mod database;
 mod drain;
+mod http;
 mod pause;
 mod proxy;
 mod support;

@@ -8,7 +8,7 @@
 #[tokio::test(start_paused = true)]
 async fn replicaset_lab_output() {
     let mut out = Vec::new();
-    labs::lab::replicaset::run(&mut out).await.unwrap();
+    crate::lab::replicaset::run(&mut out).await.unwrap();
     insta::assert_snapshot!(String::from_utf8(out).unwrap());
 }
 
@@ -16,9 +16,9 @@ async fn replicaset_lab_output() {
 #[tokio::test(start_paused = true)]
 async fn replicaset_lab_is_deterministic() {
     let mut first = Vec::new();
-    labs::lab::replicaset::run(&mut first).await.unwrap();
+    crate::lab::replicaset::run(&mut first).await.unwrap();
     let mut second = Vec::new();
-    labs::lab::replicaset::run(&mut second).await.unwrap();
+    crate::lab::replicaset::run(&mut second).await.unwrap();
     assert_eq!(String::from_utf8(first), String::from_utf8(second));
 }
 
@@ -34,7 +34,7 @@ async fn the_book_shows_the_real_output() {
     ))
     .unwrap();
     let mut out = Vec::new();
-    labs::lab::replicaset::run(&mut out).await.unwrap();
+    crate::lab::replicaset::run(&mut out).await.unwrap();
     let output = String::from_utf8(out).unwrap();
     assert!(
         chapter.contains(&format!("$ cargo run -p labs -- replicaset\n{output}```\n")),

@@ -7,7 +7,7 @@
 #[tokio::test(start_paused = true)]
 async fn kubelet_lab_output() {
     let mut out = Vec::new();
-    let facts = labs::lab::kubelet::run_with_facts(&mut out).await.unwrap();
+    let facts = crate::lab::kubelet::run_with_facts(&mut out).await.unwrap();
     let output = String::from_utf8(out).unwrap();
     // A few facts checked directly, so that a failure says what broke.
     // The first restart is immediate, then the waits double from 10 s.
@@ -31,9 +31,9 @@ async fn kubelet_lab_output() {
 #[tokio::test(start_paused = true)]
 async fn kubelet_lab_is_deterministic() {
     let mut first = Vec::new();
-    labs::lab::kubelet::run(&mut first).await.unwrap();
+    crate::lab::kubelet::run(&mut first).await.unwrap();
     let mut second = Vec::new();
-    labs::lab::kubelet::run(&mut second).await.unwrap();
+    crate::lab::kubelet::run(&mut second).await.unwrap();
     assert_eq!(String::from_utf8(first), String::from_utf8(second));
 }
 
@@ -48,7 +48,7 @@ async fn the_book_shows_the_real_output() {
     ))
     .unwrap();
     let mut out = Vec::new();
-    labs::lab::kubelet::run(&mut out).await.unwrap();
+    crate::lab::kubelet::run(&mut out).await.unwrap();
     let output = String::from_utf8(out).unwrap();
     assert!(
         chapter.contains(&format!("$ cargo run -p labs -- kubelet\n{output}```\n")),

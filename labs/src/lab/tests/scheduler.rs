@@ -5,7 +5,7 @@
 #[tokio::test(start_paused = true)]
 async fn labs_scheduler_output() {
     let mut out = Vec::new();
-    labs::lab::scheduler::run(&mut out)
+    crate::lab::scheduler::run(&mut out)
         .await
         .expect("the lab runs");
     insta::assert_snapshot!(String::from_utf8(out).unwrap());

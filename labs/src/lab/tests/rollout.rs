@@ -3,7 +3,7 @@
 //! examples of the reference (`controllers.md` §1.5), which come from
 //! upstream's tick model; the whole timelines are snapshots.
 
-use labs::lab::rollout::{Format, RolloutArgs, Strategy, render, rollout};
+use crate::lab::rollout::{Format, RolloutArgs, Strategy, render, rollout};
 
 fn args(replicas: i32, max_surge: &str, max_unavailable: &str) -> RolloutArgs {
     RolloutArgs {

@@ -9,7 +9,7 @@
 
 async fn transcript() -> String {
     let mut out = Vec::new();
-    labs::lab::node_failure::run(&mut out)
+    crate::lab::node_failure::run(&mut out)
         .await
         .expect("the lab runs");
     String::from_utf8(out).unwrap()
@@ -52,7 +52,7 @@ async fn the_book_shows_the_real_output() {
 #[tokio::test(start_paused = true)]
 async fn the_dead_nodes_pods_move_and_the_taint_comes_and_goes() {
     let mut out = Vec::new();
-    let seen = labs::lab::node_failure::run_checked(&mut out)
+    let seen = crate::lab::node_failure::run_checked(&mut out)
         .await
         .expect("the lab runs");
     assert_eq!(seen.ready_after_grace, "Unknown");

@@ -8,7 +8,7 @@
 #[tokio::test]
 async fn store_lab_output() {
     let mut out = Vec::new();
-    labs::lab::store::run(&mut out).await.unwrap();
+    crate::lab::store::run(&mut out).await.unwrap();
     insta::assert_snapshot!(String::from_utf8(out).unwrap());
 }
 
@@ -23,7 +23,7 @@ async fn the_book_shows_the_real_output() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../book/src/etcd.md"))
             .unwrap();
     let mut out = Vec::new();
-    labs::lab::store::run(&mut out).await.unwrap();
+    crate::lab::store::run(&mut out).await.unwrap();
     let output = String::from_utf8(out).unwrap();
     assert!(
         chapter.contains(&format!("```text\n{output}```\n")),
