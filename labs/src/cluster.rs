@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::apiserver::{ApiServer, Config, kubeconfig};
 use crate::controllers::manager::{ControllerManager, ManagerOptions};
-use crate::controllers::nodelifecycle::{self, NodeLifecycleController};
+use crate::controllers::nodelifecycle::controller::{
+    self as nodelifecycle, NodeLifecycleController,
+};
 use crate::kubelet::Clock;
 use crate::kubelet::agent::{Kubelet, KubeletConfig};
 use crate::kubelet::runtime::process::{ProcessConfig, ProcessRuntime};

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::deployment::controller::{self as deployment_controller, DeploymentController};
-use super::garbagecollector::GarbageCollector;
+use super::garbagecollector::controller::GarbageCollector;
 use super::replicaset::controller::{self as replicaset_controller, ReplicaSetController, Step};
 
 /// Which controllers to run, and what to report.
