@@ -24,10 +24,10 @@ use crate::controllers::nodelifecycle::controller::{
     self as nodelifecycle, NodeLifecycleController,
 };
 use crate::kubelet::Clock;
-use crate::kubelet::agent::{Kubelet, KubeletConfig};
 use crate::kubelet::runtime::process::{ProcessConfig, ProcessRuntime};
 use crate::kubelet::runtime::simulated::{SimulatedConfig, SimulatedRuntime};
 use crate::kubelet::runtime::{LoopbackIpam, Runtime};
+use crate::kubelet::{Kubelet, KubeletConfig};
 use crate::scheduler::schedule_one::{self, DefaultScheduler};
 use crate::store::Store;
 

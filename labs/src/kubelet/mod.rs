@@ -38,20 +38,27 @@
 //! }
 //! ```
 
-pub mod agent;
 pub mod backoff;
 pub mod env;
+#[allow(clippy::module_inception)] // upstream's pkg/kubelet/kubelet.go
+pub mod kubelet;
 pub mod logs;
+pub mod node_status;
 pub mod pod_sync;
+pub mod pod_workers;
 pub mod probe;
 pub mod qos;
 pub mod runtime;
+pub mod server;
 pub mod state;
 
 #[cfg(test)]
 mod tests;
 
 pub use env::{EnvError, referenced_objects, resolve_env};
+pub use kubelet::{
+    KUBELET_VERSION, Kubelet, KubeletConfig, NODE_LEASE_DURATION_SECONDS, NODE_LEASE_NAMESPACE,
+};
 pub use pod_sync::{Action, KillReason, PodSyncDecision, generate_pod_status, sync_pod};
 pub use state::PodRuntimeState;
 

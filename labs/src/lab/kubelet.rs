@@ -53,11 +53,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::apiserver::ApiServer;
 use crate::kubelet::Clock;
-use crate::kubelet::agent::{Kubelet, KubeletConfig};
 use crate::kubelet::runtime::LoopbackIpam;
 use crate::kubelet::runtime::simulated::{
     Behavior, SIMULATE_ANNOTATION, SimulatedConfig, SimulatedRuntime,
 };
+use crate::kubelet::{Kubelet, KubeletConfig};
 use crate::machinery::wellknown::NODE_LEASE_NAMESPACE;
 use crate::store::Store;
 

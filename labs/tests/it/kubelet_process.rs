@@ -14,9 +14,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
 use labs::apiserver::{ApiServer, kubeconfig};
 use labs::kubelet::Clock;
-use labs::kubelet::agent::{Kubelet, KubeletConfig};
 use labs::kubelet::runtime::process::{ProcessConfig, ProcessRuntime};
 use labs::kubelet::runtime::{LoopbackIpam, Runtime, RuntimeState};
+use labs::kubelet::{Kubelet, KubeletConfig};
 use labs::store::Store;
 use serde_json::json;
 

@@ -11,9 +11,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use labs::apiserver::ApiServer;
 use labs::kubelet::Clock;
-use labs::kubelet::agent::{Kubelet, KubeletConfig};
 use labs::kubelet::runtime::simulated::{SimulatedConfig, SimulatedRuntime};
 use labs::kubelet::runtime::{LoopbackIpam, Runtime};
+use labs::kubelet::{Kubelet, KubeletConfig};
 use labs::store::Store;
 use serde_json::json;
 
