@@ -22,7 +22,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 
 use super::ApiServer;
 use super::handlers;
-use super::server::{Call, Query};
+use super::request::{Call, Query, Target};
 use super::status::ApiError;
 
 pub use crate::machinery::node_api::{LogRequest, LogStream, NodeLogs};
@@ -35,7 +35,7 @@ pub async fn pod_log(api: &ApiServer, call: &Call) -> Result<Response, ApiError>
     // Read the pod as a plain GET would: it says which node to ask.
     let get = Call {
         method: Method::GET,
-        target: super::server::Target {
+        target: Target {
             subresource: None,
             ..call.target.clone()
         },

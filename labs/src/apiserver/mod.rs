@@ -22,8 +22,9 @@
 //! | [`table`] | `pkg/printers/internalversion/printers.go` |
 //! | [`protobuf`] | `k8s.io/apimachinery/pkg/runtime/serializer/protobuf` |
 //! | [`resources`] | the scheme and `pkg/registry/*/storage` (one row per resource) |
-//! | [`server`] | `k8s.io/apiserver/pkg/endpoints` (routing, content types) |
-//! | [`handlers`] | `k8s.io/apiserver/pkg/registry/generic/registry/store.go` |
+//! | [`request`] | `k8s.io/apiserver/pkg/endpoints/request` (what a URL names) |
+//! | [`server`] | `k8s.io/apiserver/pkg/endpoints/installer.go` (routing) |
+//! | [`handlers`] | `k8s.io/apiserver/pkg/endpoints/handlers` and `registry/generic/registry/store.go` |
 //! | [`watch`] | `k8s.io/apiserver/pkg/endpoints/handlers/watch.go` |
 //! | [`discovery`] | `/api`, `/apis`, `/version`, `/openapi/v3` |
 //! | [`status`] | `k8s.io/apimachinery/pkg/api/errors` |
@@ -40,6 +41,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod kubeconfig;
 pub mod logs;
+pub mod request;
 pub mod resources;
 pub mod server;
 pub mod status;

@@ -291,6 +291,21 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
+/// The resource and object name a store key belongs to: the inverse of
+/// [`Resource::key`], so that a store error (which names only its key) can
+/// be reported as Kubernetes reports it, by resource and name.
+pub fn parse_key(key: &str) -> Option<(&'static Resource, &str)> {
+    let r = RESOURCES
+        .iter()
+        .filter(|r| {
+            key.strip_prefix(r.etcd_prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+        .max_by_key(|r| r.etcd_prefix.len())?;
+    let name = key.rsplit('/').next().unwrap_or_default();
+    Some((r, name))
+}
+
 /// Finds a resource by kind (`"Deployment"`).
 pub fn by_kind(kind: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.kind == kind)
@@ -330,6 +345,24 @@ mod tests {
                 .qualified_plural(),
             "deployments.apps"
         );
+    }
+
+    #[test]
+    fn keys_parse_back_into_resource_and_name() {
+        for (r, ns) in [
+            ("Pod", Some("default")),
+            ("Node", None),
+            ("Service", Some("a")),
+        ] {
+            let r = by_kind(r).unwrap();
+            let key = r.key(ns, "web-1");
+            let (back, name) = parse_key(&key).unwrap();
+            assert_eq!((back.kind, name), (r.kind, "web-1"));
+        }
+        // `services/endpoints` is not `services/specs`, nor a prefix match.
+        let (ep, _) = parse_key("/registry/services/endpoints/default/web").unwrap();
+        assert_eq!(ep.kind, "Endpoints");
+        assert!(parse_key("/registry/podsx/default/web").is_none());
     }
 
     #[test]

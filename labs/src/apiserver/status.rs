@@ -11,8 +11,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::resources::Resource;
+use super::resources::{self, Resource};
 use super::validation::{FieldError, invalid_status};
+use crate::store::StoreError;
 
 // ANCHOR: api_error
 /// An error answer: becomes a `Status` body with the matching HTTP code.
@@ -199,6 +200,39 @@ impl ApiError {
             s["details"] = d.clone();
         }
         s
+    }
+}
+
+/// A store error as the API reports it. The store names only the key;
+/// [`resources::parse_key`] turns it back into the resource and name that
+/// kubectl prints (`deployments.apps "web" not found`). The texts of the
+/// revision errors are the real server's.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match &e {
+            StoreError::AlreadyExists { key }
+            | StoreError::NotFound { key }
+            | StoreError::Conflict { key, .. } => {
+                let Some((r, name)) = resources::parse_key(key) else {
+                    // A key outside the resource table: nothing the API serves.
+                    return ApiError::internal(e.to_string());
+                };
+                match &e {
+                    StoreError::AlreadyExists { .. } => ApiError::already_exists(r, name),
+                    StoreError::NotFound { .. } => ApiError::not_found(r, name),
+                    _ => ApiError::conflict(r, name),
+                }
+            }
+            StoreError::Compacted {
+                requested,
+                compacted,
+            } => ApiError::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
+            StoreError::FutureRevision { requested, current } => ApiError::timeout(format!(
+                "Too large resource version: {requested}, current: {current}"
+            )),
+        }
     }
 }
 

@@ -32,11 +32,11 @@ use tokio::sync::mpsc;
 
 use super::ApiServer;
 use super::handlers::{Selectors, TABLE_CONTENT_TYPE, object_bytes_from_kv, object_from_kv};
+use super::request::Call;
 use super::resources::Resource;
-use super::server::Call;
 use super::status::ApiError;
 use super::table;
-use crate::store::{Event, EventKind, KeyValue, Revision, StoreError, Watch};
+use crate::store::{Event, EventKind, KeyValue, Revision, Watch};
 
 // ANCHOR: decoded
 /// Objects decoded for filtered watches, by (key, revision): a stored
@@ -130,18 +130,7 @@ fn start(api: &ApiServer, call: &Call) -> Result<Response, ApiError> {
     // Errors after this point are ERROR events inside a 200 stream, never
     // HTTP errors: kube-rs relists after an ERROR 410 event but would retry
     // the same RV forever after an HTTP 410.
-    let source = api.store().watch(&prefix, from).map_err(|e| match e {
-        StoreError::Compacted {
-            requested,
-            compacted,
-        } => ApiError::expired(format!(
-            "too old resource version: {requested} ({compacted})"
-        )),
-        StoreError::FutureRevision { requested, current } => ApiError::timeout(format!(
-            "Too large resource version: {requested}, current: {current}"
-        )),
-        other => ApiError::internal(other.to_string()),
-    });
+    let source = api.store().watch(&prefix, from).map_err(ApiError::from);
     let task = WatchTask {
         api: api.clone(),
         resource: r,

@@ -1,0 +1,215 @@
+//! `POST` to a collection: create an object, with `generateName`, the
+//! NamespaceLifecycle admission check, and the addresses a Service gets.
+//!
+//! Upstream: `k8s.io/apiserver/pkg/endpoints/handlers/create.go`, the
+//! `Create` of `registry/generic/registry/store.go`, and the Service IP and
+//! node-port allocators (`pkg/registry/core/service/{ipallocator,
+//! portallocator}`).
+
+use serde_json::{Value, json};
+
+use super::decode::decode_typed;
+use super::storage::{object_from_kv, to_store_bytes};
+use super::strategy::prepare_create;
+use super::{Reply, meta_mut, meta_str};
+use crate::apiserver::request::Call;
+use crate::apiserver::status::ApiError;
+use crate::apiserver::validation::{self, FieldError, FieldErrorKind};
+use crate::apiserver::{ApiServer, defaults, resources};
+use crate::store::StoreError;
+
+pub fn create(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
+    if call.target.subresource.is_some() {
+        return Err(ApiError::method_not_allowed("POST"));
+    }
+    let obj = call.decode_object()?;
+    let (obj, warnings) = decode_typed(call.target.resource, call, obj)?;
+    let created = create_object(api, call, obj)?;
+    Ok(Reply::created(created).warn(warnings))
+}
+
+/// The characters of generated name suffixes: no vowels (no accidental
+/// words) and no look-alikes (`0/o`, `1/l`). Upstream `util/rand.String`.
+pub const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn random_suffix() -> String {
+    let bytes = *uuid::Uuid::new_v4().as_bytes();
+    bytes[..5]
+        .iter()
+        .map(|b| NAME_ALPHABET[*b as usize % NAME_ALPHABET.len()] as char)
+        .collect()
+}
+
+// ANCHOR: create_object
+/// Creates a decoded object (also used by server-side apply of a missing
+/// object). Returns it as stored, with its resourceVersion.
+pub(super) fn create_object(
+    api: &ApiServer,
+    call: &Call,
+    mut obj: Value,
+) -> Result<Value, ApiError> {
+    let r = call.target.resource;
+    let url_ns = call.target.namespace.as_deref();
+    prepare_create(r, url_ns, &mut obj)?;
+    defaults::apply_defaults(r.kind, &mut obj);
+    if r.kind == "Pod" {
+        let config = api.config();
+        defaults::default_toleration_seconds(
+            &mut obj,
+            config.default_not_ready_toleration_seconds,
+            config.default_unreachable_toleration_seconds,
+        );
+    }
+    if r.kind == "Service" {
+        allocate_service_addresses(api, &mut obj)?;
+    }
+    let generated = meta_str(&obj, "name").is_empty() && !meta_str(&obj, "generateName").is_empty();
+    // generateName: upstream retries a few times when the random name is taken.
+    for _attempt in 0..8 {
+        if generated {
+            let name = format!("{}{}", meta_str(&obj, "generateName"), random_suffix());
+            meta_mut(&mut obj).insert("name".into(), json!(name));
+        }
+        let name = meta_str(&obj, "name").to_string();
+        let mut errs = validation::validate(r.kind, &obj, None);
+        if name.is_empty() && !errs.iter().any(|e| e.field == "metadata.name") {
+            errs.push(FieldError {
+                kind: FieldErrorKind::Required,
+                field: "metadata.name".into(),
+                bad_value: None,
+                detail: "name or generateName is required".into(),
+            });
+        }
+        if !errs.is_empty() {
+            return Err(ApiError::invalid_resource(r, &name, &errs));
+        }
+        // The NamespaceLifecycle admission plugin: no objects in a
+        // namespace that does not exist.
+        if let Some(ns) = url_ns.filter(|_| r.namespaced) {
+            let nsr = resources::by_kind("Namespace").expect("namespaces are served");
+            if api.store().get(&nsr.key(None, ns)).is_none() {
+                return Err(ApiError::not_found(nsr, ns));
+            }
+        }
+        if call.query.dry_run()? {
+            return Ok(obj);
+        }
+        let key = r.key(url_ns, &name);
+        match api.store().create(&key, to_store_bytes(&obj)) {
+            Ok(kv) => return Ok(object_from_kv(&kv)),
+            Err(StoreError::AlreadyExists { .. }) if generated => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::already_exists(r, meta_str(&obj, "name")))
+}
+// ANCHOR_END: create_object
+
+/// Services get a cluster IP from the service CIDR (kubeadm's default
+/// 10.96.0.0/12) and, for NodePort and LoadBalancer, node ports from
+/// 30000-32767. Upstream allocates at random from a bitmap; the labs hand
+/// out the lowest free address so that runs are repeatable. (Two services
+/// created at the very same moment could race for an address; the labs
+/// create services one at a time.)
+fn allocate_service_addresses(api: &ApiServer, svc: &mut Value) -> Result<(), ApiError> {
+    let svc_type = svc
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
+    if svc_type == "ExternalName" {
+        return Ok(());
+    }
+    let r = resources::by_kind("Service").expect("services are served");
+    let (kvs, _) = api.store().list(&r.prefix(None));
+    let others: Vec<Value> = kvs.iter().map(object_from_kv).collect();
+    let used_ips: std::collections::HashSet<String> = others
+        .iter()
+        .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    let spec = svc
+        .as_object_mut()
+        .expect("objects are JSON objects")
+        .entry("spec")
+        .or_insert_with(|| json!({}));
+    let requested = spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let ip = if requested == "None" {
+        "None".to_string()
+    } else if !requested.is_empty() {
+        if used_ips.contains(&requested) {
+            return Err(ApiError::invalid_resource(
+                r,
+                meta_str(svc, "name"),
+                &[FieldError {
+                    kind: FieldErrorKind::Invalid,
+                    field: "spec.clusterIPs".into(),
+                    bad_value: Some(json!([requested])),
+                    detail: format!(
+                        "failed to allocate IP {requested}: provided IP is already allocated"
+                    ),
+                }],
+            ));
+        }
+        requested
+    } else {
+        // .1 is the `kubernetes` service and .10 cluster DNS on kubeadm
+        // clusters; start above them.
+        (11u32..65536)
+            .map(|i| format!("10.96.{}.{}", i / 256, i % 256))
+            .find(|ip| !used_ips.contains(ip) && !ip.ends_with(".0") && !ip.ends_with(".255"))
+            .ok_or_else(|| ApiError::internal("the service IP range is full"))?
+    };
+    spec["clusterIP"] = json!(ip);
+    spec["clusterIPs"] = json!([ip]);
+    if ip != "None" {
+        spec.as_object_mut()
+            .expect("spec is an object")
+            .entry("ipFamilies")
+            .or_insert(json!(["IPv4"]));
+        spec.as_object_mut()
+            .expect("spec is an object")
+            .entry("ipFamilyPolicy")
+            .or_insert(json!("SingleStack"));
+    }
+    if svc_type == "NodePort" || svc_type == "LoadBalancer" {
+        let mut used_ports: std::collections::HashSet<i64> = others
+            .iter()
+            .filter_map(|s| s.pointer("/spec/ports").and_then(Value::as_array))
+            .flatten()
+            .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+            .collect();
+        if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+            for p in ports {
+                if p.get("nodePort").and_then(Value::as_i64).unwrap_or(0) == 0 {
+                    let port = (30000..=32767)
+                        .find(|n| !used_ports.contains(n))
+                        .ok_or_else(|| ApiError::internal("the node port range is full"))?;
+                    used_ports.insert(port);
+                    p["nodePort"] = json!(port);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates a namespace directly in the store if it is missing (the
+/// namespaces every cluster starts with).
+pub fn ensure_namespace(api: &ApiServer, name: &str) {
+    let r = resources::by_kind("Namespace").expect("namespaces are served");
+    let key = r.key(None, name);
+    if api.store().get(&key).is_some() {
+        return;
+    }
+    let mut ns =
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {}});
+    if prepare_create(r, None, &mut ns).is_ok() {
+        defaults::apply_defaults("Namespace", &mut ns);
+        let _ = api.store().create(&key, to_store_bytes(&ns));
+    }
+}
