@@ -38,12 +38,14 @@
 //! }
 //! ```
 
+pub mod actions;
 pub mod backoff;
 pub mod env;
 #[allow(clippy::module_inception)] // upstream's pkg/kubelet/kubelet.go
 pub mod kubelet;
 pub mod logs;
 pub mod node_status;
+pub mod pod_status;
 pub mod pod_sync;
 pub mod pod_workers;
 pub mod probe;
@@ -55,11 +57,13 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
+pub use actions::{Action, KillReason, PodSyncDecision};
 pub use env::{EnvError, referenced_objects, resolve_env};
 pub use kubelet::{
     KUBELET_VERSION, Kubelet, KubeletConfig, NODE_LEASE_DURATION_SECONDS, NODE_LEASE_NAMESPACE,
 };
-pub use pod_sync::{Action, KillReason, PodSyncDecision, generate_pod_status, sync_pod};
+pub use pod_status::generate_pod_status;
+pub use pod_sync::sync_pod;
 pub use state::PodRuntimeState;
 
 pub use crate::machinery::clock::Clock;

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
 
+use super::actions::{Action, KillReason, PodSyncDecision};
 use super::backoff::Backoff;
-use super::pod_sync::{Action, KillReason, PodSyncDecision};
 use super::probe::{ProbeKind, ProbeTiming, ProbeTracker};
 use super::runtime::{ContainerId, ContainerStatus, ImageRef, RuntimeState, SandboxInfo};
 

@@ -13,7 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
-use super::pod_sync::{Action, KillReason, grace_period, statuses_by_name};
+use super::pod_status::statuses_by_name;
+use super::pod_sync::{Action, KillReason, grace_period};
 use super::probe::{ProbeKind, ProbeTiming};
 use super::runtime::{
     ContainerId, ContainerStatus, ImageRef, RuntimeState, SandboxConfig, SandboxInfo,
