@@ -1,4 +1,7 @@
-//! Helpers the narrated labs share.
+//! The narrator's harness that every narrated lab shares: stable aliases
+//! for generated names, one line of narration ([`say!`]), a block of text
+//! printed with an indent, and waiting on the (paused) clock until the
+//! cluster reaches a state.
 //!
 //! Generated names (`web-7x2kq`) come from a random suffix, so a lab that
 //! printed them would print something new on every run and could not be
@@ -6,6 +9,11 @@
 //! of first appearance (`web-#1`, `web-#2`, ...).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::io::Write;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// `say!(lab, "format", args…)`: one line of a lab's narration, written to
 /// the lab's `out` (`say!(lab)` writes an empty line). A write error ends
@@ -63,6 +71,62 @@ impl NameAliases {
             text = text.replace(name.as_str(), alias);
         }
         text
+    }
+}
+
+/// Prints `text` line by line, each line after `indent` (a command's
+/// output shown under the command).
+pub fn print_block(out: &mut dyn Write, text: &str, indent: &str) -> std::io::Result<()> {
+    for line in text.lines() {
+        writeln!(out, "{indent}{line}")?;
+    }
+    Ok(())
+}
+
+/// Lets the cluster run until `done` holds, looking every 100 ms. On the
+/// paused clock of a narrated lab this takes no real time: tokio advances
+/// the clock whenever every task waits, so the components do exactly the
+/// work they would do in that much time. Fails, saying `what`, after `limit`.
+pub async fn wait_until<F, Fut>(
+    client: &kube::Client,
+    what: &str,
+    limit: Duration,
+    mut done: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut(kube::Client) -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
+    while !done(client.clone()).await? {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the cluster did not get there: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// [`wait_until`] after a first 100 ms (so that what the lab just did has
+/// been seen), within a minute, and then one second more, so that nothing
+/// is still on its way when the lab prints what happened.
+pub async fn settle<F, Fut>(client: &kube::Client, what: &str, done: F) -> anyhow::Result<()>
+where
+    F: FnMut(kube::Client) -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until(client, what, Duration::from_secs(60), done).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+/// Sorts aliases in their numeric order: `web-#10` after `web-#9`.
+pub fn alias_order(alias: &str) -> (String, usize) {
+    match alias.rsplit_once("-#") {
+        Some((prefix, n)) => (prefix.to_string(), n.parse().unwrap_or(0)),
+        None => (alias.to_string(), 0),
     }
 }
 

@@ -51,7 +51,7 @@ use crate::kubelet::Clock;
 use crate::kubelet::runtime::simulated::{SimulatedConfig, SimulatedRuntime};
 use crate::kubelet::runtime::{LoopbackIpam, Runtime};
 use crate::kubelet::{Kubelet, KubeletConfig, NODE_LEASE_NAMESPACE};
-use crate::lab::narration::{NameAliases, say};
+use crate::lab::narration::{self, NameAliases, alias_order, say};
 use crate::scheduler::schedule_one::DECISION_ANNOTATION;
 use crate::store::Store;
 
@@ -253,27 +253,17 @@ impl Lab<'_> {
     }
 
     fn print_block(&mut self, text: &str, indent: &str) -> anyhow::Result<()> {
-        for line in self.show(text).lines() {
-            say!(self, "{indent}{line}");
-        }
-        Ok(())
+        let text = self.show(text);
+        Ok(narration::print_block(self.out, &text, indent)?)
     }
 
     /// Lets the cluster run (on the paused clock: instantly) until `done`.
-    async fn wait_until<F, Fut>(&mut self, what: &str, mut done: F) -> anyhow::Result<()>
+    async fn wait_until<F, Fut>(&mut self, what: &str, done: F) -> anyhow::Result<()>
     where
         F: FnMut(kube::Client) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<bool>>,
     {
-        let deadline = Instant::now() + LIMIT;
-        while !done(self.client.clone()).await? {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the cluster did not get there: {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(())
+        narration::wait_until(&self.client, what, LIMIT, done).await
     }
 
     /// Waits until the Deployment `web` has `n` available pods.
@@ -334,7 +324,7 @@ impl Lab<'_> {
             };
             let ready = pod_ready(&p).unwrap_or("-").to_string();
             let node = node_of(&p).unwrap_or_else(|| "<none>".into());
-            rows.push((sort_key(&name), name, status, ready, node));
+            rows.push((alias_order(&name), name, status, ready, node));
         }
         rows.sort();
         say!(self, "    NAME     STATUS       READY   NODE");
@@ -415,7 +405,7 @@ impl Lab<'_> {
             rows.push((
                 when,
                 rank,
-                sort_key(&object),
+                alias_order(&object),
                 self.t_of(e.first_timestamp.as_ref()),
                 e.type_.clone().unwrap_or_default(),
                 reason,
@@ -980,12 +970,4 @@ fn node_of(pod: &Pod) -> Option<String> {
 /// The pod's `Ready` condition status.
 fn pod_ready(pod: &Pod) -> Option<&str> {
     crate::controllers::replicaset::ready_condition(pod).map(|c| c.status.as_str())
-}
-
-/// Sorts `web-#10` after `web-#9`.
-fn sort_key(alias: &str) -> (String, usize) {
-    match alias.rsplit_once("-#") {
-        Some((prefix, n)) => (prefix.to_string(), n.parse().unwrap_or(0)),
-        None => (alias.to_string(), 0),
-    }
 }

@@ -19,9 +19,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::lab::narration::{NameAliases, say};
+use crate::lab::narration::{self, NameAliases, alias_order, say};
 use std::io::Write;
-use std::time::Duration;
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -118,22 +117,12 @@ impl Lab<'_> {
     /// Lets the cluster settle (tokio's paused clock advances only when
     /// every task waits), until `done` holds. Then prints what the
     /// ReplicaSet controller did meanwhile.
-    async fn settle<F, Fut>(&mut self, what: &str, mut done: F) -> anyhow::Result<()>
+    async fn settle<F, Fut>(&mut self, what: &str, done: F) -> anyhow::Result<()>
     where
         F: FnMut(kube::Client) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<bool>>,
     {
-        let mut ok = false;
-        for _ in 0..600 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if done(self.client.clone()).await? {
-                ok = true;
-                break;
-            }
-        }
-        anyhow::ensure!(ok, "the cluster did not settle: {what}");
-        // A little longer, so that nothing else is still on its way.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        narration::settle(&self.client, what, done).await?;
         self.print_steps()?;
         Ok(())
     }
@@ -221,7 +210,7 @@ impl Lab<'_> {
                 None => "no ownerReferences".to_string(),
             };
             lines.insert(
-                sort_key(&alias),
+                alias_order(&alias),
                 format!("{alias:<10} {:<46} {owner}", describe(pod)),
             );
         }
@@ -532,7 +521,7 @@ impl Lab<'_> {
                 after.push(alias);
             }
         }
-        before.sort_by_key(|a| sort_key(a));
+        before.sort_by_key(|a| alias_order(a));
         say!(
             self,
             "  Deleted first: {}; then ReplicaSet db. (Deleted after it: {}.)",
@@ -701,12 +690,4 @@ fn describe(pod: &Pod) -> String {
         words.push(format!("deletion cost {cost}"));
     }
     words.join(", ")
-}
-
-/// Sorts `web-#10` after `web-#9`.
-fn sort_key(alias: &str) -> (String, usize) {
-    match alias.rsplit_once("-#") {
-        Some((prefix, n)) => (prefix.to_string(), n.parse().unwrap_or(0)),
-        None => (alias.to_string(), 0),
-    }
 }

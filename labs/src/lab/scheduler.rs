@@ -11,7 +11,7 @@
 //! random pod names printed as `web-#1`, `web-#2`, … in scheduling order,
 //! no times printed.
 
-use crate::lab::narration::{NameAliases, say};
+use crate::lab::narration::{self, NameAliases, alias_order, say};
 use std::io::Write;
 use std::time::Duration;
 
@@ -120,27 +120,18 @@ impl Lab<'_> {
     }
 
     fn print_block(&mut self, text: &str, indent: &str) -> anyhow::Result<()> {
-        for line in self.with_aliases(text).lines() {
-            say!(self, "{indent}{line}");
-        }
-        Ok(())
+        let text = self.with_aliases(text);
+        Ok(narration::print_block(self.out, &text, indent)?)
     }
 
     /// Lets the cluster run until `done` holds (paused clock: instantly),
     /// then a second more so that nothing is still on its way.
-    async fn settle<F, Fut>(&mut self, what: &str, mut done: F) -> anyhow::Result<()>
+    async fn settle<F, Fut>(&mut self, what: &str, done: F) -> anyhow::Result<()>
     where
         F: FnMut(kube::Client) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<bool>>,
     {
-        for _ in 0..600 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if done(self.client.clone()).await? {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                return Ok(());
-            }
-        }
-        anyhow::bail!("the cluster did not settle: {what}")
+        narration::settle(&self.client, what, done).await
     }
 
     /// Waits until pod `name` is bound (or, with `bound = false`, marked
@@ -264,7 +255,7 @@ impl Lab<'_> {
         pods.sort_by_key(|p| {
             let name = p.metadata.name.clone().unwrap_or_default();
             let alias = self.aliases.get(&name).map(str::to_string).unwrap_or(name);
-            sort_key(&alias)
+            alias_order(&alias)
         });
         say!(self, "    NAME       STATUS    NODE");
         for p in &pods {
@@ -589,12 +580,4 @@ fn scheduled_condition(pod: &Pod) -> Option<(String, String, String)> {
         c.reason.clone().unwrap_or_default(),
         c.message.clone().unwrap_or_default(),
     ))
-}
-
-/// Sorts `web-#10` after `web-#9`.
-fn sort_key(alias: &str) -> (String, usize) {
-    match alias.rsplit_once("-#") {
-        Some((prefix, n)) => (prefix.to_string(), n.parse().unwrap_or(0)),
-        None => (alias.to_string(), 0),
-    }
 }
