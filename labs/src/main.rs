@@ -22,7 +22,8 @@ enum Lab {
     Store,
     /// Lab: the API server — serve the Kubernetes API on loopback for kubectl.
     Apiserver(ServerArgs),
-    /// Start the lab cluster (API server and controllers) and print
+    /// Start the lab cluster — API server, controller manager, scheduler,
+    /// node lifecycle controller, and a kubelet per node — and print
     /// `export KUBECONFIG=...`.
     Cluster(ClusterArgs),
     /// Lab: controllers — the ReplicaSet controller and the garbage
