@@ -83,12 +83,23 @@ fn start_kubelets(api: &ApiServer, opts: NodeOptions) -> anyhow::Result<Vec<Kube
         RuntimeKind::Process => {
             let exe = ProcessConfig::current_exe()
                 .context("cannot find the labs executable to run containers")?;
-            // One runtime per node; each kills its children when dropped.
-            Ok(start_nodes(api, &client, opts.nodes, |clock, ipam| {
-                Arc::new(ProcessRuntime::new(exe.clone(), clock, ipam))
-            }))
+            Ok(start_process_kubelets(api, &client, opts.nodes, exe))
         }
     }
+}
+
+/// Kubelets `node-1..N` on the process runtime: `workbook/demo-app` images
+/// run as child processes of `config.exe`. One runtime per node; each kills
+/// its children when dropped, so stopping the kubelets leaves no process.
+pub fn start_process_kubelets(
+    api: &ApiServer,
+    client: &kube::Client,
+    nodes: usize,
+    config: ProcessConfig,
+) -> Vec<Kubelet> {
+    start_nodes(api, client, nodes, |clock, ipam| {
+        Arc::new(ProcessRuntime::new(config.clone(), clock, ipam))
+    })
 }
 
 /// Kubelets `node-1..N` on the simulated runtime, all with the same

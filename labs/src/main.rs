@@ -38,6 +38,12 @@ enum Lab {
     /// Lab: the kubelet — one node, simulated containers: a pod's life,
     /// CrashLoopBackOff, probes, ImagePullBackOff, graceful deletion.
     Kubelet,
+    /// Lab: Services and kube-proxy — a rolling update v1 → v2 under load
+    /// through a Service's cluster IP, counting failed requests (real
+    /// processes, real time). `--no-readiness` and `--no-drain` show why
+    /// readiness probes and preStop hooks matter; `--iptables` prints the
+    /// rules kube-proxy's iptables and nftables modes would program.
+    Service(labs::lab::service::ServiceArgs),
     /// Lab: when a node dies — a kubelet stops, the node lifecycle
     /// controller marks its node Unknown and taints it, its pods are
     /// evicted and replaced elsewhere (in-process, virtual time).
@@ -194,6 +200,9 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
     match lab {
         Lab::App(cli) => demo_app::cli::run(cli).await,
         Lab::Docker => labs::lab::docker::run(&mut std::io::stdout()).await,
+        Lab::Service(args) => labs::lab::service::run(&args, &mut std::io::stdout())
+            .await
+            .map(|_| ()),
         Lab::Store => labs::lab::store::run(&mut std::io::stdout()).await,
         Lab::Apiserver(args) => labs::apiserver::run(args.port, &args.kubeconfig).await,
         Lab::Cluster(args) => {

@@ -16,6 +16,7 @@ pub mod node_failure;
 pub mod replicaset;
 pub mod rollout;
 pub mod scheduler;
+pub mod service;
 pub mod store;
 
 #[cfg(test)]
