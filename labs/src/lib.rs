@@ -11,7 +11,7 @@
 //! ```text
 //!  lab/          the narrated labs and benches, one file per `labs` subcommand
 //!  cluster       wires everything into one process (in-process or on loopback)
-//!  components    controllers · scheduler · kubelet          (each alone)
+//!  components    controllers · scheduler · kubelet · proxy  (each alone)
 //!  machinery     informer, work queue, events, clock, quantities, well-known names
 //!  apiserver  →  store                                       (the only door to it)
 //! ```
@@ -34,6 +34,7 @@ pub mod images;
 pub mod kubelet;
 pub mod lab;
 pub mod machinery;
+pub mod proxy;
 pub mod scheduler;
 pub mod store;
 

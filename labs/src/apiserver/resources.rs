@@ -180,6 +180,21 @@ pub static RESOURCES: &[Resource] = &[
         etcd_prefix: "/registry/replicasets",
         has_generation: true,
     },
+    // Which pod addresses stand behind each Service: written by the
+    // EndpointSlice controller, read by every kube-proxy.
+    Resource {
+        group: "discovery.k8s.io",
+        version: "v1",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        kind: "EndpointSlice",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        etcd_prefix: "/registry/endpointslices",
+        has_generation: true,
+    },
     // Node heartbeats since Kubernetes 1.17: each kubelet renews the Lease
     // named after its node in `kube-node-lease` (see `crate::kubelet`).
     Resource {
@@ -261,6 +276,7 @@ impl Resource {
     pub fn round_trip(&self, obj: Value) -> Result<Value, serde_json::Error> {
         use k8s_openapi::api::{
             apps::v1 as apps, coordination::v1 as coordination, core::v1 as core,
+            discovery::v1 as discovery,
         };
         fn rt<T: serde::de::DeserializeOwned + serde::Serialize>(
             v: Value,
@@ -279,6 +295,7 @@ impl Resource {
             "Deployment" => rt::<apps::Deployment>(obj),
             "ReplicaSet" => rt::<apps::ReplicaSet>(obj),
             "Lease" => rt::<coordination::Lease>(obj),
+            "EndpointSlice" => rt::<discovery::EndpointSlice>(obj),
             _ => Ok(obj),
         }
     }

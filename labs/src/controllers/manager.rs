@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::deployment::controller::{self as deployment_controller, DeploymentController};
+use super::endpointslice::controller::{self as endpointslice_controller, EndpointSliceController};
 use super::garbagecollector::controller::GarbageCollector;
 use super::replicaset::controller::{self as replicaset_controller, ReplicaSetController, Step};
 
@@ -21,6 +22,7 @@ pub struct ManagerOptions {
     pub without_replicaset: bool,
     pub without_garbage_collector: bool,
     pub without_deployment: bool,
+    pub without_endpointslice: bool,
     /// The ReplicaSet controller's steps, for a lab's timeline.
     pub replicaset_steps: Option<mpsc::UnboundedSender<Step>>,
     /// The Deployment controller's steps, for a lab's timeline.
@@ -38,6 +40,7 @@ pub enum Controller {
     Replicaset,
     GarbageCollector,
     Deployment,
+    Endpointslice,
 }
 
 impl ManagerOptions {
@@ -47,6 +50,7 @@ impl ManagerOptions {
             without_replicaset: without.contains(&Controller::Replicaset),
             without_garbage_collector: without.contains(&Controller::GarbageCollector),
             without_deployment: without.contains(&Controller::Deployment),
+            without_endpointslice: without.contains(&Controller::Endpointslice),
             ..ManagerOptions::default()
         }
     }
@@ -59,6 +63,9 @@ impl ManagerOptions {
         }
         if !self.without_deployment {
             names.push(deployment_controller::COMPONENT);
+        }
+        if !self.without_endpointslice {
+            names.push(endpointslice_controller::COMPONENT);
         }
         if !self.without_garbage_collector {
             names.push("garbage-collector");
@@ -99,6 +106,13 @@ impl ControllerManager {
                     metrics: options.deployment_metrics,
                     lockstep: options.lockstep,
                 },
+            );
+            tasks.spawn(controller.run(shutdown.clone()));
+        }
+        if !options.without_endpointslice {
+            let controller = EndpointSliceController::new(
+                client.clone(),
+                endpointslice_controller::Options::default(),
             );
             tasks.spawn(controller.run(shutdown.clone()));
         }

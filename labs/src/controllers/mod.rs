@@ -27,6 +27,7 @@
 //!   the key on error (with backoff) or after a delay the core asked for.
 
 pub mod deployment;
+pub mod endpointslice;
 pub mod garbagecollector;
 pub mod manager;
 pub mod nodelifecycle;
