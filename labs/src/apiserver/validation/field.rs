@@ -105,6 +105,11 @@ fn render_value(field: &str, v: &Value) -> String {
             format!("intstr.IntOrString{{Type:0, IntVal:{n}, StrVal:\"\"}}")
         }
         Value::String(s) => go_quote(s),
+        // `spec.clusterIPs` is a Go `[]string`: `[]string{"127.2.1.1"}`.
+        Value::Array(a) if last.starts_with("clusterIPs") && a.iter().all(Value::is_string) => {
+            let items: Vec<String> = a.iter().filter_map(Value::as_str).map(go_quote).collect();
+            format!("[]string{{{}}}", items.join(", "))
+        }
         Value::Bool(_) | Value::Number(_) => v.to_string(),
         Value::Object(m)
             if last == "selector"
