@@ -102,6 +102,11 @@ pub static RESOURCES: &[Resource] = &[
         etcd_prefix: "/registry/services/specs",
         has_generation: false,
     },
+    // The legacy Endpoints object (one object per Service, every address
+    // in it) is stored and served as plain data so that clients which read
+    // it get an answer, but no controller of the labs fills it: upstream's
+    // endpoints controller is left out. Services are backed by
+    // EndpointSlices (below), which is what kube-proxy reads since 1.19.
     Resource {
         group: "",
         version: "v1",
@@ -195,6 +200,22 @@ pub static RESOURCES: &[Resource] = &[
         etcd_prefix: "/registry/leases",
         has_generation: false,
     },
+    // After coordination.k8s.io, as upstream orders groups. A Service's endpoints, cut into slices of at most 100 (the
+    // endpointslice controller writes them, kube-proxy reads them). No
+    // short name, as upstream; `kubectl get endpointslices`.
+    Resource {
+        group: "discovery.k8s.io",
+        version: "v1",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        kind: "EndpointSlice",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        etcd_prefix: "/registry/endpointslices",
+        has_generation: false,
+    },
 ];
 
 impl Resource {
@@ -261,6 +282,7 @@ impl Resource {
     pub fn round_trip(&self, obj: Value) -> Result<Value, serde_json::Error> {
         use k8s_openapi::api::{
             apps::v1 as apps, coordination::v1 as coordination, core::v1 as core,
+            discovery::v1 as discovery,
         };
         fn rt<T: serde::de::DeserializeOwned + serde::Serialize>(
             v: Value,
@@ -279,6 +301,7 @@ impl Resource {
             "Deployment" => rt::<apps::Deployment>(obj),
             "ReplicaSet" => rt::<apps::ReplicaSet>(obj),
             "Lease" => rt::<coordination::Lease>(obj),
+            "EndpointSlice" => rt::<discovery::EndpointSlice>(obj),
             _ => Ok(obj),
         }
     }

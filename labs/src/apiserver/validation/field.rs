@@ -25,6 +25,8 @@ pub enum FieldErrorKind {
     Forbidden,
     /// The value is too long.
     TooLong,
+    /// The list has too many items (the value is the count).
+    TooMany,
 }
 
 /// One validation problem: where, what value, why.
@@ -50,6 +52,7 @@ impl FieldError {
             FieldErrorKind::Duplicate => "FieldValueDuplicate",
             FieldErrorKind::Forbidden => "FieldValueForbidden",
             FieldErrorKind::TooLong => "FieldValueTooLong",
+            FieldErrorKind::TooMany => "FieldValueTooMany",
         }
     }
 
@@ -65,6 +68,7 @@ impl FieldError {
                 let label = match kind {
                     FieldErrorKind::Invalid => "Invalid value",
                     FieldErrorKind::NotSupported => "Unsupported value",
+                    FieldErrorKind::TooMany => "Too many",
                     _ => "Duplicate value",
                 };
                 let value = self.bad_value.as_ref().unwrap_or(&Value::Null);
