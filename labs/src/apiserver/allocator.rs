@@ -108,7 +108,11 @@ impl IpAllocator {
         // Usable: everything but the network and broadcast addresses.
         let size = (1usize << (32 - prefix)) - 2;
         // Upstream's `calculateRangeOffset`: min(max(16, size/16), 256).
-        let band = if size < 16 { 0 } else { (size / 16).clamp(16, 256) };
+        let band = if size < 16 {
+            0
+        } else {
+            (size / 16).clamp(16, 256)
+        };
         IpAllocator {
             base,
             prefix,
@@ -179,7 +183,11 @@ impl PortAllocator {
     pub fn new(first: u16, last: u16) -> PortAllocator {
         let size = (last - first) as usize + 1;
         // Upstream's `calculateRangeOffset` for ports: min(max(16, size/32), 128).
-        let band = if size < 16 { 0 } else { (size / 32).clamp(16, 128) };
+        let band = if size < 16 {
+            0
+        } else {
+            (size / 32).clamp(16, 128)
+        };
         PortAllocator {
             first,
             last,
@@ -252,7 +260,12 @@ pub fn held(svc: &Value) -> Taken {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>())
         .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| spec.get("clusterIP").and_then(Value::as_str).into_iter().collect())
+        .unwrap_or_else(|| {
+            spec.get("clusterIP")
+                .and_then(Value::as_str)
+                .into_iter()
+                .collect()
+        })
         .into_iter()
         .filter_map(|s| s.parse().ok())
         .collect();

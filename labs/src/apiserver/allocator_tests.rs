@@ -97,7 +97,10 @@ fn a_type_change_takes_and_gives_back_node_ports() {
     alloc.release_replaced(&v1, &v2);
     let mut v3 = v2.clone();
     v3["spec"]["type"] = json!("ClusterIP");
-    v3["spec"]["ports"][0].as_object_mut().unwrap().remove("nodePort");
+    v3["spec"]["ports"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("nodePort");
     alloc.allocate(Some(&v2), &mut v3).unwrap();
     alloc.release_replaced(&v2, &v3);
     assert!(!alloc.node_ports.has(30086));
@@ -108,7 +111,9 @@ fn a_type_change_takes_and_gives_back_node_ports() {
 fn exhaustion_is_upstreams_internal_error() {
     let mut alloc = ServiceAllocators::new((Ipv4Addr::new(127, 2, 0, 0), 30), (30000, 30001));
     for _ in 0..2 {
-        alloc.allocate(None, &mut svc(json!({"ports": [{"port": 80}]}))).unwrap();
+        alloc
+            .allocate(None, &mut svc(json!({"ports": [{"port": 80}]})))
+            .unwrap();
     }
     assert_eq!(
         alloc.allocate(None, &mut svc(json!({"ports": [{"port": 80}]}))),
@@ -124,7 +129,11 @@ fn exhaustion_is_upstreams_internal_error() {
             "Internal error occurred: failed to allocate a nodePort: range is full".into()
         ))
     );
-    assert_eq!(alloc.node_ports.free(), 2, "a failed create gives back what it took");
+    assert_eq!(
+        alloc.node_ports.free(),
+        2,
+        "a failed create gives back what it took"
+    );
 }
 
 #[test]
@@ -147,7 +156,11 @@ fn repair_rebuilds_from_stored_services() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { node_port: bool, ask_ip: Option<u8>, ask_port: Option<u8> },
+    Create {
+        node_port: bool,
+        ask_ip: Option<u8>,
+        ask_port: Option<u8>,
+    },
     Delete(usize),
     Restart,
 }

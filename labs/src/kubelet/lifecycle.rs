@@ -49,7 +49,9 @@ pub enum PreStop {
 pub fn pre_stop(c: &Container, pod_ip: &str) -> Option<PreStop> {
     let handler: &LifecycleHandler = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
     if let Some(sleep) = &handler.sleep {
-        return Some(PreStop::Sleep(Duration::from_secs(sleep.seconds.max(0) as u64)));
+        return Some(PreStop::Sleep(Duration::from_secs(
+            sleep.seconds.max(0) as u64
+        )));
     }
     if handler.http_get.is_none() && handler.exec.is_none() {
         return None;

@@ -13,13 +13,13 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
-use super::pod_sync::{Action, PodSyncDecision, sync_pod};
 use super::lifecycle::{PreStop, grace_after_hook};
-use super::service_env::{merge_service_env, service_env};
+use super::pod_sync::{Action, PodSyncDecision, sync_pod};
 use super::probe::{ProbeAction, ProbeTiming, probe_action};
 use super::runtime::{
     ContainerConfig, ContainerId, ContainerStatus, ProbeTarget, Runtime, SandboxConfig,
 };
+use super::service_env::{merge_service_env, service_env};
 use super::state::{PodRuntimeState, reasons};
 use super::{referenced_objects, resolve_env};
 
@@ -407,6 +407,10 @@ pub(super) async fn start_container<R: Runtime>(
     let Some(sandbox) = state.sandbox.clone() else {
         return;
     };
+    // The Services that exist as the container starts (for its Service
+    // environment variables), read before the pull so that what follows
+    // keeps its pace.
+    let services = list_services(s, pod).await;
     let image = c.image.clone().unwrap_or_default();
     // `imagePullPolicy` (the API server defaults it: `IfNotPresent` for a
     // tagged image, `Always` for `:latest`): an image already on the node is
@@ -463,7 +467,7 @@ pub(super) async fn start_container<R: Runtime>(
             return;
         }
     };
-    let env = match container_env(s, pod, c, &sandbox.ip.to_string()).await {
+    let env = match container_env(s, pod, c, &sandbox.ip.to_string(), &services).await {
         Ok(env) => env,
         Err(msg) => {
             s.events
@@ -525,6 +529,7 @@ pub(super) async fn container_env<R: Runtime>(
     pod: &Pod,
     c: &Container,
     pod_ip: &str,
+    services: &[Service],
 ) -> Result<Vec<(String, String)>, String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let (cm_names, secret_names) = referenced_objects(c);
@@ -549,16 +554,25 @@ pub(super) async fn container_env<R: Runtime>(
     status.pod_ip = Some(pod_ip.to_string());
     status.host_ip = Some(s.config.host_ip.clone());
     let mut env = resolve_env(c, &configmaps, &secrets, &with_ips).map_err(|e| e.to_string())?;
-    // The Services that exist now, read through the API: the pod's
-    // namespace, and `default` for the `kubernetes` Service. A failed list
-    // only means no Service variables, as upstream when its lister is empty.
+    merge_service_env(&mut env, service_env(pod, services));
+    Ok(env)
+}
+
+/// The Services a container's environment may name, read through the API:
+/// the pod's namespace, and `default` for the `kubernetes` Service. A failed
+/// list only means no Service variables (upstream's lister, when empty).
+async fn list_services<R: Runtime>(s: &Shared<R>, pod: &Pod) -> Vec<Service> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut services = Vec::new();
-    for n in if ns == "default" { vec![ns] } else { vec![ns, "default"] } {
+    for n in if ns == "default" {
+        vec![ns]
+    } else {
+        vec![ns, "default"]
+    } {
         let api: Api<Service> = Api::namespaced(s.client.clone(), n);
         if let Ok(list) = api.list(&Default::default()).await {
             services.extend(list.items);
         }
     }
-    merge_service_env(&mut env, service_env(pod, &services));
-    Ok(env)
+    services
 }

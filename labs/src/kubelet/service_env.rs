@@ -226,7 +226,12 @@ mod tests {
     #[test]
     fn which_services_count() {
         let services = [
-            svc("default", "kubernetes", "127.2.0.1", &[("https", 443, "TCP")]),
+            svc(
+                "default",
+                "kubernetes",
+                "127.2.0.1",
+                &[("https", 443, "TCP")],
+            ),
             svc("default", "web", "127.2.1.1", &[("", 80, "TCP")]),
             svc("other", "api", "127.2.1.2", &[("", 8080, "TCP")]),
             svc("other", "headless", "None", &[("", 80, "TCP")]),

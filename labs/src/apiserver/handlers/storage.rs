@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 
 use super::meta_mut;
 use crate::apiserver::resources::{self, Resource};
-use crate::apiserver::{ApiServer, allocator};
 use crate::apiserver::status::ApiError;
+use crate::apiserver::{ApiServer, allocator};
 use crate::store::{KeyValue, StoreError};
 
 // ANCHOR: resource_version

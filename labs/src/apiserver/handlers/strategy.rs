@@ -148,7 +148,9 @@ fn service_update(old: &Value, new: &mut Value) {
         if old_ty != "ExternalName" {
             let spec = new["spec"].as_object_mut().expect("spec is an object");
             let unchanged = |f: &str, spec: &serde_json::Map<String, Value>| {
-                spec.get(f).is_none_or(|v| v.is_null() || v == "" || Some(v) == old.pointer(&format!("/spec/{f}")))
+                spec.get(f).is_none_or(|v| {
+                    v.is_null() || v == "" || Some(v) == old.pointer(&format!("/spec/{f}"))
+                })
             };
             if ip_fields.iter().all(|f| unchanged(f, spec)) {
                 for f in ip_fields {
@@ -167,8 +169,14 @@ fn service_update(old: &Value, new: &mut Value) {
                 new["spec"][field] = v.clone();
             }
         }
-        let ip_given = new_ip.as_ref().is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()));
-        if ip_given && new_ips.as_ref().is_none_or(|v| Some(v) == old.pointer("/spec/clusterIPs")) {
+        let ip_given = new_ip
+            .as_ref()
+            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+        if ip_given
+            && new_ips
+                .as_ref()
+                .is_none_or(|v| Some(v) == old.pointer("/spec/clusterIPs"))
+        {
             new["spec"]["clusterIPs"] = json!([new_ip]);
         }
     }

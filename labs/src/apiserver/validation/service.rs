@@ -135,7 +135,11 @@ fn validate_cluster_ips_update(errs: &mut Errors, spec: &Value, old: &Value) {
         return;
     }
     if new_ips.is_empty() {
-        errs.invalid("spec.clusterIPs[0]", json!(new_ips), "primary clusterIP can not be unset");
+        errs.invalid(
+            "spec.clusterIPs[0]",
+            json!(new_ips),
+            "primary clusterIP can not be unset",
+        );
         return;
     }
     for (i, ip) in old_ips.iter().enumerate() {

@@ -474,9 +474,8 @@ fn service_rules() {
             "spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""
         ]
     );
-    let old = svc(
-        json!({"ports":[{"port":80}],"clusterIP":"127.2.1.1","clusterIPs":["127.2.1.1"]}),
-    );
+    let old =
+        svc(json!({"ports":[{"port":80}],"clusterIP":"127.2.1.1","clusterIPs":["127.2.1.1"]}));
     let new = with(old.clone(), "/spec/clusterIPs", json!(["127.2.1.2"]));
     assert_eq!(
         errors("Service", &new, Some(&old)),
