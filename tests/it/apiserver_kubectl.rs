@@ -453,11 +453,7 @@ stringData:
         assert!(row.contains(cell), "{row}");
     }
     let out = s.kubectl(&["get", "svc", "web"]).await;
-    assert!(
-        out.ok().contains("ClusterIP   10.96.0.11"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.ok().contains("ClusterIP   127.2.1.1"), "{}", out.stdout);
     let out = s.kubectl(&["get", "pods", "-A", "--show-labels"]).await;
     let row = out.ok().lines().nth(1).unwrap().to_string();
     for cell in ["default", "p1", "0/1", "Pending", "app=web"] {

@@ -27,6 +27,7 @@ async fn discovery_documents() {
         ("apis", "/apis"),
         ("api_v1", "/api/v1"),
         ("apis_apps_v1", "/apis/apps/v1"),
+        ("apis_discovery_v1", "/apis/discovery.k8s.io/v1"),
         ("openapi_v3", "/openapi/v3"),
         ("openapi_v3_apps_v1", "/openapi/v3/apis/apps/v1"),
     ] {

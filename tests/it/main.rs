@@ -16,3 +16,5 @@ mod replicaset_kube;
 mod replicaset_kubectl;
 mod scheduler_kube;
 mod scheduler_kubectl;
+mod service_kube;
+mod service_kubectl;

@@ -17,6 +17,7 @@
 //! | [`names`] | `k8s.io/apimachinery/pkg/util/validation` (name and label syntax) |
 //! | [`selector`] | `k8s.io/apimachinery/pkg/labels`, `.../pkg/fields` |
 //! | [`patch`] | `k8s.io/apimachinery/pkg/util/strategicpatch`, json-patch, SSA |
+//! | [`allocator`] | `pkg/registry/core/service/{ipallocator,portallocator}` and their repair controllers |
 //! | [`defaults`] | `pkg/apis/{core,apps}/v1/defaults.go` |
 //! | [`validation`] | `pkg/apis/{core,apps}/validation` |
 //! | [`table`] | `pkg/printers/internalversion/printers.go` |
@@ -29,6 +30,7 @@
 //! | [`discovery`] | `/api`, `/apis`, `/version`, `/openapi/v3` |
 //! | [`status`] | `k8s.io/apimachinery/pkg/api/errors` |
 
+pub mod allocator;
 pub mod defaults;
 pub mod names;
 pub mod patch;
@@ -73,6 +75,12 @@ pub struct Config {
     /// labs shorten it.
     pub default_not_ready_toleration_seconds: i64,
     pub default_unreachable_toleration_seconds: i64,
+    /// `--service-cluster-ip-range`: where Services' cluster IPs come from
+    /// ([`allocator::SERVICE_CIDR`], a loopback range; tests shrink it to
+    /// see it fill up).
+    pub service_cidr: (std::net::Ipv4Addr, u8),
+    /// `--service-node-port-range`: 30000-32767.
+    pub node_port_range: (u16, u16),
 }
 
 impl Default for Config {
@@ -83,6 +91,8 @@ impl Default for Config {
             default_watch_timeout: Duration::from_secs(1800),
             default_not_ready_toleration_seconds: 300,
             default_unreachable_toleration_seconds: 300,
+            service_cidr: allocator::SERVICE_CIDR,
+            node_port_range: allocator::NODE_PORT_RANGE,
         }
     }
 }
@@ -105,6 +115,9 @@ struct Inner {
     kubelets: logs::Registry,
     /// Objects decoded once for all filtered watches ([`watch::Decoded`]).
     decoded: watch::Decoded,
+    /// Cluster IPs and node ports handed out ([`allocator`]), rebuilt from
+    /// the stored Services when the server starts.
+    allocators: std::sync::Mutex<allocator::ServiceAllocators>,
 }
 
 /// The namespaces a fresh cluster has. Creating a namespaced object needs
@@ -118,6 +131,17 @@ impl ApiServer {
 
     pub fn with_config(store: Store, config: Config) -> ApiServer {
         let (shutdown, _) = tokio::sync::watch::channel(false);
+        // A server started on a store that already holds Services (a
+        // restart) must know which addresses they hold: upstream's repair
+        // controllers, run once before the first request.
+        let services = resources::by_kind("Service").expect("services are served");
+        let (kvs, _) = store.list(&services.prefix(None));
+        let stored: Vec<serde_json::Value> = kvs.iter().map(handlers::object_from_kv).collect();
+        let allocators = allocator::ServiceAllocators::repair(
+            config.service_cidr,
+            config.node_port_range,
+            &stored,
+        );
         let api = ApiServer {
             inner: Arc::new(Inner {
                 store,
@@ -125,6 +149,7 @@ impl ApiServer {
                 shutdown,
                 kubelets: Default::default(),
                 decoded: Default::default(),
+                allocators: std::sync::Mutex::new(allocators),
             }),
         };
         for ns in INITIAL_NAMESPACES {
@@ -139,6 +164,14 @@ impl ApiServer {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The Service allocators, locked for one allocation or release.
+    pub(crate) fn allocators(&self) -> std::sync::MutexGuard<'_, allocator::ServiceAllocators> {
+        self.inner
+            .allocators
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn decoded(&self) -> &watch::Decoded {

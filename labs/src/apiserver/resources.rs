@@ -102,6 +102,11 @@ pub static RESOURCES: &[Resource] = &[
         etcd_prefix: "/registry/services/specs",
         has_generation: false,
     },
+    // The legacy Endpoints object (one object per Service, every address
+    // in it) is stored and served as plain data so that clients which read
+    // it get an answer, but no controller of the labs fills it: upstream's
+    // endpoints controller is left out. Services are backed by
+    // EndpointSlices (below), which is what kube-proxy reads since 1.19.
     Resource {
         group: "",
         version: "v1",
@@ -208,6 +213,22 @@ pub static RESOURCES: &[Resource] = &[
         categories: NONE,
         subresources: &[],
         etcd_prefix: "/registry/leases",
+        has_generation: false,
+    },
+    // After coordination.k8s.io, as upstream orders groups. A Service's endpoints, cut into slices of at most 100 (the
+    // endpointslice controller writes them, kube-proxy reads them). No
+    // short name, as upstream; `kubectl get endpointslices`.
+    Resource {
+        group: "discovery.k8s.io",
+        version: "v1",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        kind: "EndpointSlice",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        etcd_prefix: "/registry/endpointslices",
         has_generation: false,
     },
 ];

@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::PodStatus;
 use k8s_openapi::jiff::Timestamp;
 
+use super::lifecycle::PreStop;
 use super::probe::ProbeKind;
 use super::runtime::ContainerId;
 
@@ -43,11 +44,18 @@ pub enum Action {
         /// ([`PodRuntimeState::record_decision`]).
         restart_after_exit_at: Option<Timestamp>,
     },
-    /// `StopContainer`: SIGTERM, wait `grace_period`, SIGKILL.
+    /// Run the preStop hook (if any), then `StopContainer`: SIGTERM, wait
+    /// what is left of `grace_period`, SIGKILL. One action rather than a
+    /// `RunPreStop` followed by a kill, because the hook's time is taken
+    /// from the same grace period and the containers of one pod stop in
+    /// parallel, each hook → SIGTERM → SIGKILL on its own clock
+    /// ([`super::lifecycle`]).
     KillContainer {
         container: String,
         id: ContainerId,
         grace_period: Duration,
+        /// The resolved `lifecycle.preStop` hook.
+        pre_stop: Option<PreStop>,
         reason: KillReason,
         /// The `Killing` event's message.
         message: String,

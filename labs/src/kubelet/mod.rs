@@ -43,6 +43,7 @@ pub mod backoff;
 pub mod env;
 #[allow(clippy::module_inception)] // upstream's pkg/kubelet/kubelet.go
 pub mod kubelet;
+pub mod lifecycle;
 pub mod logs;
 pub mod node_status;
 pub mod pod_status;
@@ -52,6 +53,7 @@ pub mod probe;
 pub mod qos;
 pub mod runtime;
 pub mod server;
+pub mod service_env;
 pub mod state;
 
 #[cfg(test)]

@@ -16,8 +16,8 @@
 //! `ImagePullBackOff` — the sequence `kubectl get pods -w` shows on a real
 //! cluster.
 //!
-//! Left out: ephemeral containers, lifecycle hooks (`postStart`,
-//! `preStop`), restarting a container whose spec (image) was changed in
+//! Left out: ephemeral containers, the `postStart` hook (`preStop` is in:
+//! see [`super::lifecycle`]), restarting a container whose spec (image) was changed in
 //! place, termination ordering of sidecars (all containers get the same
 //! grace period at once), gRPC probes, tearing down the sandbox of a
 //! finished pod, pod-level resources and in-place resize, static pods.
@@ -296,10 +296,20 @@ impl Planner<'_> {
                 format!("Stopping container {}", c.name)
             }
         };
+        // Every kill runs the preStop hook first: a deletion's, and a
+        // failed probe's too, as upstream does.
+        let pod_ip = self
+            .state
+            .sandbox
+            .as_ref()
+            .map(|s| s.ip.to_string())
+            .unwrap_or_default();
+        let pre_stop = super::lifecycle::pre_stop(c, &pod_ip);
         self.actions.push(Action::KillContainer {
             container: c.name.clone(),
             id: inst.id.clone(),
             grace_period: grace_period(self.pod, c, reason),
+            pre_stop,
             reason,
             message,
         });

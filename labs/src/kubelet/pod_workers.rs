@@ -8,14 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodStatus, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodStatus, Secret, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
+use super::lifecycle::{PreStop, grace_after_hook};
 use super::pod_sync::{Action, PodSyncDecision, sync_pod};
-use super::probe::{ProbeTiming, probe_action};
-use super::runtime::{ContainerConfig, ContainerStatus, ProbeTarget, Runtime, SandboxConfig};
+use super::probe::{ProbeAction, ProbeTiming, probe_action};
+use super::runtime::{
+    ContainerConfig, ContainerId, ContainerStatus, ProbeTarget, Runtime, SandboxConfig,
+};
+use super::service_env::{merge_service_env, service_env};
 use super::state::{PodRuntimeState, reasons};
 use super::{referenced_objects, resolve_env};
 
@@ -212,12 +216,13 @@ pub(super) async fn carry_out<R: Runtime>(
                 while let Some(Action::KillContainer {
                     id,
                     grace_period,
+                    pre_stop,
                     message,
                     ..
                 }) = actions.get(i)
                 {
                     s.events.record(pod, "Normal", "Killing", message.clone());
-                    kills.push(s.runtime.stop_container(id, *grace_period));
+                    kills.push(kill_container(s, pod, id, *grace_period, pre_stop.as_ref()));
                     i += 1;
                 }
                 for r in join_all(kills).await {
@@ -329,6 +334,64 @@ pub(super) async fn carry_out<R: Runtime>(
 }
 // ANCHOR_END: carry_out
 
+// ANCHOR: kill_container
+/// Upstream's `killContainer`: the preStop hook, bounded by the grace
+/// period, then SIGTERM with what is left of it (at least 2 s), then
+/// SIGKILL. A failed hook is a `FailedPreStopHook` event, and the container
+/// is stopped all the same.
+async fn kill_container<R: Runtime>(
+    s: &Shared<R>,
+    pod: &Pod,
+    id: &ContainerId,
+    grace: std::time::Duration,
+    pre_stop: Option<&PreStop>,
+) -> Result<(), crate::kubelet::runtime::RuntimeError> {
+    let started = tokio::time::Instant::now();
+    if let Some(hook) = pre_stop {
+        let failure = match hook {
+            PreStop::Sleep(d) => {
+                // The kubelet sleeps, not the container; a sleep longer
+                // than the grace period is cut off by it (below).
+                tokio::time::sleep((*d).min(grace)).await;
+                None
+            }
+            PreStop::Invalid(msg) => Some(msg.clone()),
+            PreStop::Run(action) => {
+                let target = ProbeTarget {
+                    id: id.clone(),
+                    pod_ip: sandbox_ip(action),
+                };
+                match tokio::time::timeout(grace, s.runtime.probe(&target, action, grace)).await {
+                    Ok(outcome) if outcome.success => None,
+                    Ok(outcome) => Some(outcome.output),
+                    Err(_) => Some(format!("timed out after {}s", grace.as_secs())),
+                }
+            }
+        };
+        if let Some(msg) = failure {
+            s.events.record(
+                pod,
+                "Warning",
+                "FailedPreStopHook",
+                format!("PreStopHook failed: {msg}"),
+            );
+        }
+    }
+    let left = grace_after_hook(grace, started.elapsed());
+    s.runtime.stop_container(id, left).await
+}
+// ANCHOR_END: kill_container
+
+/// The address an httpGet hook goes to (the probe target's pod IP).
+fn sandbox_ip(action: &ProbeAction) -> std::net::Ipv4Addr {
+    match action {
+        ProbeAction::HttpGet { host, .. } | ProbeAction::TcpSocket { host, .. } => {
+            host.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST)
+        }
+        ProbeAction::Exec { .. } => std::net::Ipv4Addr::LOCALHOST,
+    }
+}
+
 /// Pull, build the environment, create and start one container, and record
 /// how it went.
 pub(super) async fn start_container<R: Runtime>(
@@ -344,6 +407,10 @@ pub(super) async fn start_container<R: Runtime>(
     let Some(sandbox) = state.sandbox.clone() else {
         return;
     };
+    // The Services that exist as the container starts (for its Service
+    // environment variables), read before the pull so that what follows
+    // keeps its pace.
+    let services = list_services(s, pod).await;
     let image = c.image.clone().unwrap_or_default();
     // `imagePullPolicy` (the API server defaults it: `IfNotPresent` for a
     // tagged image, `Always` for `:latest`): an image already on the node is
@@ -400,7 +467,7 @@ pub(super) async fn start_container<R: Runtime>(
             return;
         }
     };
-    let env = match container_env(s, pod, c, &sandbox.ip.to_string()).await {
+    let env = match container_env(s, pod, c, &sandbox.ip.to_string(), &services).await {
         Ok(env) => env,
         Err(msg) => {
             s.events
@@ -462,6 +529,7 @@ pub(super) async fn container_env<R: Runtime>(
     pod: &Pod,
     c: &Container,
     pod_ip: &str,
+    services: &[Service],
 ) -> Result<Vec<(String, String)>, String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let (cm_names, secret_names) = referenced_objects(c);
@@ -485,5 +553,26 @@ pub(super) async fn container_env<R: Runtime>(
     let status = with_ips.status.get_or_insert_with(Default::default);
     status.pod_ip = Some(pod_ip.to_string());
     status.host_ip = Some(s.config.host_ip.clone());
-    resolve_env(c, &configmaps, &secrets, &with_ips).map_err(|e| e.to_string())
+    let mut env = resolve_env(c, &configmaps, &secrets, &with_ips).map_err(|e| e.to_string())?;
+    merge_service_env(&mut env, service_env(pod, services));
+    Ok(env)
+}
+
+/// The Services a container's environment may name, read through the API:
+/// the pod's namespace, and `default` for the `kubernetes` Service. A failed
+/// list only means no Service variables (upstream's lister, when empty).
+async fn list_services<R: Runtime>(s: &Shared<R>, pod: &Pod) -> Vec<Service> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mut services = Vec::new();
+    for n in if ns == "default" {
+        vec![ns]
+    } else {
+        vec![ns, "default"]
+    } {
+        let api: Api<Service> = Api::namespaced(s.client.clone(), n);
+        if let Ok(list) = api.list(&Default::default()).await {
+            services.extend(list.items);
+        }
+    }
+    services
 }

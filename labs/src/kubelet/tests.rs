@@ -555,6 +555,7 @@ fn deletion_kills_with_grace_then_deletes() {
             container: "app".into(),
             id: ContainerId("sim://app-0".into()),
             grace_period: Duration::from_secs(20),
+            pre_stop: None,
             reason: KillReason::PodDeleted,
             message: "Stopping container app".into()
         }]

@@ -2,9 +2,9 @@
 //! NamespaceLifecycle admission check, and the addresses a Service gets.
 //!
 //! Upstream: `k8s.io/apiserver/pkg/endpoints/handlers/create.go`, the
-//! `Create` of `registry/generic/registry/store.go`, and the Service IP and
-//! node-port allocators (`pkg/registry/core/service/{ipallocator,
-//! portallocator}`).
+//! `Create` of `registry/generic/registry/store.go`, and the Service
+//! registry's `BeginCreate` (`pkg/registry/core/service/storage`), which
+//! takes the addresses from [`crate::apiserver::allocator`].
 
 use serde_json::{Value, json};
 
@@ -60,9 +60,33 @@ pub(super) fn create_object(
             config.default_unreachable_toleration_seconds,
         );
     }
-    if r.kind == "Service" {
-        allocate_service_addresses(api, &mut obj)?;
+    // The Service registry's BeginCreate: the addresses are taken before
+    // validation and the write, and given back if either fails.
+    let taken = if r.kind == "Service" {
+        let name = meta_str(&obj, "name").to_string();
+        let taken = api
+            .allocators()
+            .allocate(None, &mut obj)
+            .map_err(|e| super::storage::service_alloc_error(r, &name, e))?;
+        Some(taken)
+    } else {
+        None
+    };
+    let result = store_new_object(api, call, obj);
+    if let Some(taken) = taken {
+        let dry_run = call.query.dry_run().unwrap_or(false);
+        if result.is_err() || dry_run {
+            api.allocators().undo(&taken);
+        }
     }
+    result
+}
+
+/// Validates and stores a prepared, defaulted object (retrying a generated
+/// name that is taken).
+fn store_new_object(api: &ApiServer, call: &Call, mut obj: Value) -> Result<Value, ApiError> {
+    let r = call.target.resource;
+    let url_ns = call.target.namespace.as_deref();
     let generated = meta_str(&obj, "name").is_empty() && !meta_str(&obj, "generateName").is_empty();
     // generateName: upstream retries a few times when the random name is taken.
     for _attempt in 0..8 {
@@ -104,99 +128,6 @@ pub(super) fn create_object(
     Err(ApiError::already_exists(r, meta_str(&obj, "name")))
 }
 // ANCHOR_END: create_object
-
-/// Services get a cluster IP from the service CIDR (kubeadm's default
-/// 10.96.0.0/12) and, for NodePort and LoadBalancer, node ports from
-/// 30000-32767. Upstream allocates at random from a bitmap; the labs hand
-/// out the lowest free address so that runs are repeatable. (Two services
-/// created at the very same moment could race for an address; the labs
-/// create services one at a time.)
-fn allocate_service_addresses(api: &ApiServer, svc: &mut Value) -> Result<(), ApiError> {
-    let svc_type = svc
-        .pointer("/spec/type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP")
-        .to_string();
-    if svc_type == "ExternalName" {
-        return Ok(());
-    }
-    let r = resources::by_kind("Service").expect("services are served");
-    let (kvs, _) = api.store().list(&r.prefix(None));
-    let others: Vec<Value> = kvs.iter().map(object_from_kv).collect();
-    let used_ips: std::collections::HashSet<String> = others
-        .iter()
-        .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str))
-        .map(str::to_string)
-        .collect();
-    let spec = svc
-        .as_object_mut()
-        .expect("objects are JSON objects")
-        .entry("spec")
-        .or_insert_with(|| json!({}));
-    let requested = spec
-        .get("clusterIP")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let ip = if requested == "None" {
-        "None".to_string()
-    } else if !requested.is_empty() {
-        if used_ips.contains(&requested) {
-            return Err(ApiError::invalid_resource(
-                r,
-                meta_str(svc, "name"),
-                &[FieldError {
-                    kind: FieldErrorKind::Invalid,
-                    field: "spec.clusterIPs".into(),
-                    bad_value: Some(json!([requested])),
-                    detail: format!(
-                        "failed to allocate IP {requested}: provided IP is already allocated"
-                    ),
-                }],
-            ));
-        }
-        requested
-    } else {
-        // .1 is the `kubernetes` service and .10 cluster DNS on kubeadm
-        // clusters; start above them.
-        (11u32..65536)
-            .map(|i| format!("10.96.{}.{}", i / 256, i % 256))
-            .find(|ip| !used_ips.contains(ip) && !ip.ends_with(".0") && !ip.ends_with(".255"))
-            .ok_or_else(|| ApiError::internal("the service IP range is full"))?
-    };
-    spec["clusterIP"] = json!(ip);
-    spec["clusterIPs"] = json!([ip]);
-    if ip != "None" {
-        spec.as_object_mut()
-            .expect("spec is an object")
-            .entry("ipFamilies")
-            .or_insert(json!(["IPv4"]));
-        spec.as_object_mut()
-            .expect("spec is an object")
-            .entry("ipFamilyPolicy")
-            .or_insert(json!("SingleStack"));
-    }
-    if svc_type == "NodePort" || svc_type == "LoadBalancer" {
-        let mut used_ports: std::collections::HashSet<i64> = others
-            .iter()
-            .filter_map(|s| s.pointer("/spec/ports").and_then(Value::as_array))
-            .flatten()
-            .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
-            .collect();
-        if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-            for p in ports {
-                if p.get("nodePort").and_then(Value::as_i64).unwrap_or(0) == 0 {
-                    let port = (30000..=32767)
-                        .find(|n| !used_ports.contains(n))
-                        .ok_or_else(|| ApiError::internal("the node port range is full"))?;
-                    used_ports.insert(port);
-                    p["nodePort"] = json!(port);
-                }
-            }
-        }
-    }
-    Ok(())
-}
 
 /// Creates a namespace directly in the store if it is missing (the
 /// namespaces every cluster starts with).

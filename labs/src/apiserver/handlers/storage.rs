@@ -11,8 +11,9 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::meta_mut;
-use crate::apiserver::ApiServer;
+use crate::apiserver::resources::{self, Resource};
 use crate::apiserver::status::ApiError;
+use crate::apiserver::{ApiServer, allocator};
 use crate::store::{KeyValue, StoreError};
 
 // ANCHOR: resource_version
@@ -113,27 +114,65 @@ pub(super) fn guaranteed_update(
     key: &str,
     mut try_update: impl FnMut(Option<&KeyValue>) -> Result<Write, ApiError>,
 ) -> Result<Value, ApiError> {
+    let service = resources::parse_key(key).filter(|(r, _)| r.kind == "Service");
     loop {
         let current = api.store().get(key);
         let read_rev = current.as_ref().map(|kv| kv.mod_revision);
+        // A Service write may take addresses (a type change to NodePort)
+        // and give some back (away from it, or a delete): the registry's
+        // BeginUpdate / AfterDelete hooks around the same write.
+        let mut taken = None;
         let written = match (try_update(current.as_ref())?, read_rev) {
             (Write::Keep(answer), _) => return Ok(answer),
-            (Write::Update(new), Some(rev)) => api
-                .store()
-                .update(key, to_store_bytes(&new), Some(rev))
-                .map(|kv| object_from_kv(&kv)),
-            (Write::Delete(last), Some(rev)) => api.store().delete(key, Some(rev)).map(|_| last),
+            (Write::Update(mut new), Some(rev)) => {
+                if let (Some((r, name)), Some(kv)) = (service, current.as_ref()) {
+                    let old = object_from_kv(kv);
+                    let t = api
+                        .allocators()
+                        .allocate(Some(&old), &mut new)
+                        .map_err(|e| service_alloc_error(r, name, e))?;
+                    taken = Some((t, old));
+                }
+                api.store()
+                    .update(key, to_store_bytes(&new), Some(rev))
+                    .map(|kv| object_from_kv(&kv))
+            }
+            (Write::Delete(last), Some(rev)) => {
+                let deleted = api.store().delete(key, Some(rev)).map(|_| last);
+                if let (Some(_), Ok(_), Some(kv)) = (service, &deleted, current.as_ref()) {
+                    api.allocators().release(&object_from_kv(kv));
+                }
+                deleted
+            }
             // Nothing was read, so there is nothing to replace.
             (Write::Update(_) | Write::Delete(_), None) => Err(StoreError::NotFound {
                 key: key.to_string(),
             }),
         };
+        if let Some((t, old)) = taken {
+            match &written {
+                Ok(new) => api.allocators().release_replaced(&old, new),
+                Err(_) => api.allocators().undo(&t),
+            }
+        }
         match written {
             Ok(answer) => return Ok(answer),
             // Someone wrote in between: decide again on the new state.
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// An allocation failure as the API answers it: 422 with the field, or 500.
+pub(super) fn service_alloc_error(
+    r: &Resource,
+    name: &str,
+    e: allocator::ServiceAllocError,
+) -> ApiError {
+    match e {
+        allocator::ServiceAllocError::Invalid(fe) => ApiError::invalid_resource(r, name, &[fe]),
+        allocator::ServiceAllocError::Internal(msg) => ApiError::internal(msg),
     }
 }
 // ANCHOR_END: guaranteed_update

@@ -113,21 +113,102 @@ pub(super) fn prepare_update(r: &Resource, sub: Option<Subresource>, old: &Value
     match r.kind {
         // An update that leaves out the allocated cluster IP (a manifest
         // applied again) keeps it rather than trying to change it.
-        "Service" => {
-            for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-                let missing = new
-                    .pointer(&format!("/spec/{field}"))
-                    .is_none_or(|v| v.as_str() == Some("") || v.is_null());
-                if missing && let Some(v) = old.pointer(&format!("/spec/{field}")) {
-                    new["spec"][field] = v.clone();
-                }
-            }
-        }
+        "Service" if sub != Some(Subresource::Status) => service_update(old, new),
         "Secret" => string_data_to_data(new),
         _ => {}
     }
 }
 // ANCHOR_END: prepare_update
+
+/// A Service update (upstream's `PrepareForUpdate`, `patchAllocatedValues`,
+/// `normalizeClusterIPs` and `dropTypeDependentFields` in
+/// `pkg/registry/core/service/{strategy.go,storage/storage.go}`):
+///
+/// - a manifest applied again leaves out the allocated `clusterIP`,
+///   `clusterIPs` and node ports: they are kept, not changed;
+/// - `clusterIP` changed alone moves `clusterIPs[0]` with it (so that
+///   validation sees, and refuses, the change);
+/// - a type change drops what only the old type had: node ports when the
+///   Service is no longer NodePort/LoadBalancer, the cluster IP when it
+///   becomes ExternalName — unless the client set them anew. The allocator
+///   then gives the dropped addresses back (see `storage`).
+fn service_update(old: &Value, new: &mut Value) {
+    let ty = |v: &Value| {
+        v.pointer("/spec/type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string()
+    };
+    let (old_ty, new_ty) = (ty(old), ty(new));
+    if !new.get("spec").is_some_and(Value::is_object) {
+        new["spec"] = json!({});
+    }
+    let ip_fields = ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"];
+    if new_ty == "ExternalName" {
+        if old_ty != "ExternalName" {
+            let spec = new["spec"].as_object_mut().expect("spec is an object");
+            let unchanged = |f: &str, spec: &serde_json::Map<String, Value>| {
+                spec.get(f).is_none_or(|v| {
+                    v.is_null() || v == "" || Some(v) == old.pointer(&format!("/spec/{f}"))
+                })
+            };
+            if ip_fields.iter().all(|f| unchanged(f, spec)) {
+                for f in ip_fields {
+                    spec.remove(f);
+                }
+            }
+        }
+    } else {
+        let new_ip = new.pointer("/spec/clusterIP").cloned();
+        let new_ips = new.pointer("/spec/clusterIPs").cloned();
+        for field in ip_fields {
+            let missing = new
+                .pointer(&format!("/spec/{field}"))
+                .is_none_or(|v| v.as_str() == Some("") || v.is_null());
+            if missing && let Some(v) = old.pointer(&format!("/spec/{field}")) {
+                new["spec"][field] = v.clone();
+            }
+        }
+        let ip_given = new_ip
+            .as_ref()
+            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+        if ip_given
+            && new_ips
+                .as_ref()
+                .is_none_or(|v| Some(v) == old.pointer("/spec/clusterIPs"))
+        {
+            new["spec"]["clusterIPs"] = json!([new_ip]);
+        }
+    }
+    let node_ports = |t: &str| t == "NodePort" || t == "LoadBalancer";
+    let old_ports: Vec<Value> = old
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+        for p in ports.iter_mut() {
+            let Some(p) = p.as_object_mut() else { continue };
+            let held = |n: &Value| old_ports.iter().any(|o| o.get("nodePort") == Some(n));
+            if node_ports(&new_ty) {
+                // Re-applied manifest: keep the node port this port had.
+                let missing = p.get("nodePort").is_none_or(|v| v.is_null() || v == 0);
+                if missing && node_ports(&old_ty) {
+                    let same = old_ports.iter().find(|o| {
+                        o.get("port") == p.get("port")
+                            && o.get("protocol").unwrap_or(&json!("TCP"))
+                                == p.get("protocol").unwrap_or(&json!("TCP"))
+                    });
+                    if let Some(n) = same.and_then(|o| o.get("nodePort")) {
+                        p.insert("nodePort".into(), n.clone());
+                    }
+                }
+            } else if p.get("nodePort").is_some_and(held) {
+                p.remove("nodePort");
+            }
+        }
+    }
+}
 
 /// `stringData` is a write-only convenience: the server merges it into
 /// `data` (base64) and never stores it.

@@ -272,6 +272,28 @@ pub fn column_definitions(kind: &str) -> Vec<Value> {
             column("Endpoints", "string", 0, "Endpoints of the service."),
             age_column(),
         ],
+        "EndpointSlice" => vec![
+            name_column(),
+            column(
+                "AddressType",
+                "string",
+                0,
+                "addressType specifies the type of address carried by this EndpointSlice.",
+            ),
+            column(
+                "Ports",
+                "string",
+                0,
+                "ports specifies the list of network ports exposed by each endpoint in this slice.",
+            ),
+            column(
+                "Endpoints",
+                "string",
+                0,
+                "endpoints is a list of unique endpoints in this slice.",
+            ),
+            age_column(),
+        ],
         "Lease" => vec![
             name_column(),
             column(

@@ -225,6 +225,16 @@ fn cells(kind: &str, obj: &Value, now: Timestamp) -> (Vec<Value>, Option<Value>)
             vec![json!(name), json!(format_endpoints(obj)), json!(age)],
             None,
         ),
+        "EndpointSlice" => (
+            vec![
+                json!(name),
+                json!(s(obj, "/addressType")),
+                json!(format_slice_ports(obj)),
+                json!(format_slice_endpoints(obj)),
+                json!(age),
+            ],
+            None,
+        ),
         "Lease" => (
             vec![
                 json!(name),
@@ -501,6 +511,52 @@ fn format_endpoints(ep: &Value) -> String {
         "<none>".to_string()
     } else {
         joined
+    }
+}
+
+/// The PORTS of an EndpointSlice: port numbers (a port without a number
+/// prints its name, or `*`), at most three (upstream's
+/// `formatDiscoveryPorts`).
+fn format_slice_ports(slice: &Value) -> String {
+    let items: Vec<String> = list(slice, "/ports")
+        .iter()
+        .map(|p| match p.get("port").and_then(Value::as_i64) {
+            Some(n) => n.to_string(),
+            None => p
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("*")
+                .to_string(),
+        })
+        .collect();
+    list_with_more(items)
+}
+
+/// The ENDPOINTS of an EndpointSlice: every address of every endpoint,
+/// at most three, then `+ N more...` (upstream's
+/// `formatDiscoveryEndpoints`).
+fn format_slice_endpoints(slice: &Value) -> String {
+    let items: Vec<String> = list(slice, "/endpoints")
+        .iter()
+        .flat_map(|e| list(e, "/addresses"))
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    list_with_more(items)
+}
+
+/// Upstream's `listWithMoreString`: three items, the count of the rest,
+/// and `<unset>` for none.
+fn list_with_more(items: Vec<String>) -> String {
+    const MAX: usize = 3;
+    let count = items.len();
+    let shown = items[..count.min(MAX)].join(",");
+    if count > MAX {
+        format!("{shown} + {} more...", count - MAX)
+    } else if shown.is_empty() {
+        "<unset>".to_string()
+    } else {
+        shown
     }
 }
 

@@ -25,6 +25,8 @@ pub enum FieldErrorKind {
     Forbidden,
     /// The value is too long.
     TooLong,
+    /// The list has too many items (the value is the count).
+    TooMany,
 }
 
 /// One validation problem: where, what value, why.
@@ -50,6 +52,7 @@ impl FieldError {
             FieldErrorKind::Duplicate => "FieldValueDuplicate",
             FieldErrorKind::Forbidden => "FieldValueForbidden",
             FieldErrorKind::TooLong => "FieldValueTooLong",
+            FieldErrorKind::TooMany => "FieldValueTooMany",
         }
     }
 
@@ -65,6 +68,7 @@ impl FieldError {
                 let label = match kind {
                     FieldErrorKind::Invalid => "Invalid value",
                     FieldErrorKind::NotSupported => "Unsupported value",
+                    FieldErrorKind::TooMany => "Too many",
                     _ => "Duplicate value",
                 };
                 let value = self.bad_value.as_ref().unwrap_or(&Value::Null);
@@ -105,6 +109,11 @@ fn render_value(field: &str, v: &Value) -> String {
             format!("intstr.IntOrString{{Type:0, IntVal:{n}, StrVal:\"\"}}")
         }
         Value::String(s) => go_quote(s),
+        // `spec.clusterIPs` is a Go `[]string`: `[]string{"127.2.1.1"}`.
+        Value::Array(a) if last.starts_with("clusterIPs") && a.iter().all(Value::is_string) => {
+            let items: Vec<String> = a.iter().filter_map(Value::as_str).map(go_quote).collect();
+            format!("[]string{{{}}}", items.join(", "))
+        }
         Value::Bool(_) | Value::Number(_) => v.to_string(),
         Value::Object(m)
             if last == "selector"

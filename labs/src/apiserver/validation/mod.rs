@@ -42,6 +42,7 @@
 //! | [`workloads`] | Deployment, ReplicaSet | `pkg/apis/apps/validation` |
 //! | [`pod`] | pod specs, Pod updates | `pkg/apis/core/validation` |
 //! | [`service`] | Service | `pkg/apis/core/validation` |
+//! | [`endpointslice`] | EndpointSlice | `pkg/apis/discovery/validation` |
 //!
 //! Lease, ConfigMap and Secret have a rule or two each, in [`validate`].
 
@@ -51,6 +52,7 @@ use serde_json::{Value, json};
 
 use super::names;
 
+mod endpointslice;
 mod field;
 mod meta;
 mod pod;
@@ -88,6 +90,16 @@ impl Errors {
     }
     fn duplicate(&mut self, field: &str, value: impl Into<Value>) {
         self.push(FieldErrorKind::Duplicate, field, Some(value.into()), "");
+    }
+    /// A list longer than allowed (upstream's `field.TooMany`).
+    fn too_many(&mut self, field: &str, actual: usize, max: usize) {
+        let items = if max == 1 { "item" } else { "items" };
+        self.push(
+            FieldErrorKind::TooMany,
+            field,
+            Some(Value::from(actual)),
+            &format!("must have at most {max} {items}"),
+        );
     }
     fn not_supported(&mut self, field: &str, value: impl Into<Value>, valid: &[&str]) {
         let list: Vec<String> = valid.iter().map(|v| go_quote(v)).collect();
@@ -171,6 +183,20 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
             }
         }
         "Service" => validate_service(&mut errs, spec, old.and_then(|o| o.get("spec"))),
+        "EndpointSlice" => {
+            endpointslice::validate_endpoint_slice(&mut errs, obj);
+            // The address type of a slice never changes: kube-proxy keeps
+            // IPv4 and IPv6 slices apart.
+            if let Some(old) = old
+                && old.get("addressType") != obj.get("addressType")
+            {
+                errs.invalid(
+                    "addressType",
+                    obj.get("addressType").cloned().unwrap_or(Value::Null),
+                    "field is immutable",
+                );
+            }
+        }
         // Upstream's `ValidateLeaseSpec` (the same on create and update).
         "Lease" => {
             if let Some(d) = spec.get("leaseDurationSeconds").and_then(Value::as_i64)

@@ -106,9 +106,49 @@ pub(super) fn validate_service(errs: &mut Errors, spec: &Value, old: Option<&Val
         }
     }
     if let Some(old) = old {
-        let (new_ip, old_ip) = (str_of(spec, "clusterIP"), str_of(old, "clusterIP"));
-        if !new_ip.is_empty() && !old_ip.is_empty() && new_ip != old_ip {
-            errs.invalid("spec.clusterIP", new_ip, "field is immutable");
+        validate_cluster_ips_update(errs, spec, old);
+    }
+}
+
+/// A cluster IP may not change once set (upstream's
+/// `validateUpgradeDowngradeClusterIPs`): clients, kube-proxy's rules and
+/// environment variables of running pods all hold it. Changes to or from
+/// ExternalName are the exception — those drop or allocate the address.
+fn validate_cluster_ips_update(errs: &mut Errors, spec: &Value, old: &Value) {
+    if str_of(spec, "type") == "ExternalName" || str_of(old, "type") == "ExternalName" {
+        return;
+    }
+    let ips = |s: &Value| -> Vec<String> {
+        list_of(s, "clusterIPs")
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    let (new_ips, old_ips) = (ips(spec), ips(old));
+    if new_ips.first().map(String::as_str) == Some("None")
+        && old_ips.first().map(String::as_str) == Some("None")
+    {
+        return;
+    }
+    if old_ips.is_empty() {
+        return;
+    }
+    if new_ips.is_empty() {
+        errs.invalid(
+            "spec.clusterIPs[0]",
+            json!(new_ips),
+            "primary clusterIP can not be unset",
+        );
+        return;
+    }
+    for (i, ip) in old_ips.iter().enumerate() {
+        if new_ips.get(i).is_some_and(|n| n != ip) {
+            errs.invalid(
+                &format!("spec.clusterIPs[{i}]"),
+                json!(new_ips),
+                "may not change once set",
+            );
         }
     }
 }

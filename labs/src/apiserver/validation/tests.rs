@@ -474,12 +474,16 @@ fn service_rules() {
             "spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""
         ]
     );
-    let old = svc(json!({"ports":[{"port":80}],"clusterIP":"10.96.0.10"}));
-    let new = with(old.clone(), "/spec/clusterIP", json!("10.96.0.11"));
+    let old =
+        svc(json!({"ports":[{"port":80}],"clusterIP":"127.2.1.1","clusterIPs":["127.2.1.1"]}));
+    let new = with(old.clone(), "/spec/clusterIPs", json!(["127.2.1.2"]));
     assert_eq!(
         errors("Service", &new, Some(&old)),
-        ["spec.clusterIP: Invalid value: \"10.96.0.11\": field is immutable"]
+        ["spec.clusterIPs[0]: Invalid value: []string{\"127.2.1.2\"}: may not change once set"]
     );
+    // Headless stays headless; an ExternalName change is not a change of IP.
+    let headless = svc(json!({"clusterIP":"None","clusterIPs":["None"]}));
+    assert!(errors("Service", &headless, Some(&headless)).is_empty());
 }
 
 #[test]
