@@ -180,6 +180,19 @@ fn main() {
                 .map_err(anyhow::Error::from)
                 .and_then(|rt| rt.block_on(labs::lab::rollout::run(&args, &mut std::io::stdout())))
         }
+        // The Service lab prints its own story; the components' retries
+        // (conflicts, caches catching up) are normal and would only be noise.
+        Lab::Service(args) => {
+            init_tracing("error");
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    rt.block_on(labs::lab::service::run(&args, &mut std::io::stdout()))
+                        .map(|_| ())
+                })
+        }
         lab => {
             init_tracing("info");
             tokio::runtime::Builder::new_multi_thread()
@@ -200,9 +213,6 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
     match lab {
         Lab::App(cli) => demo_app::cli::run(cli).await,
         Lab::Docker => labs::lab::docker::run(&mut std::io::stdout()).await,
-        Lab::Service(args) => labs::lab::service::run(&args, &mut std::io::stdout())
-            .await
-            .map(|_| ()),
         Lab::Store => labs::lab::store::run(&mut std::io::stdout()).await,
         Lab::Apiserver(args) => labs::apiserver::run(args.port, &args.kubeconfig).await,
         Lab::Cluster(args) => {
@@ -224,7 +234,12 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
             )
             .await
         }
-        Lab::Replicaset | Lab::Scheduler | Lab::Kubelet | Lab::NodeFailure | Lab::Rollout(_) => {
+        Lab::Replicaset
+        | Lab::Scheduler
+        | Lab::Kubelet
+        | Lab::NodeFailure
+        | Lab::Rollout(_)
+        | Lab::Service(_) => {
             unreachable!("runs on its own runtime")
         }
         Lab::ControllerManager {

@@ -67,6 +67,11 @@ pub struct ServeArgs {
     /// accepting it. 0 stops accepting at once.
     #[arg(long = "drain-seconds", env = "DRAIN_SECONDS", default_value_t = 0)]
     pub drain_seconds: u64,
+    /// Wait this many seconds before listening, as a real app does while it
+    /// loads its configuration and warms its caches. A pod without a
+    /// readiness probe gets traffic during that time, and refuses it.
+    #[arg(long = "startup-seconds", env = "STARTUP_SECONDS", default_value_t = 0)]
+    pub startup_seconds: u64,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -144,6 +149,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let args = cli.serve;
             let options = ServeOptions {
                 drain: Duration::from_secs(args.drain_seconds),
+                startup: Duration::from_secs(args.startup_seconds),
                 database: args.db.settings()?,
             };
             crate::run(args.listen, AppInfo::from_env(args.app_version), options).await

@@ -99,6 +99,8 @@ impl AppInfo {
 pub struct ServeOptions {
     /// How long to keep serving after SIGTERM while `/readyz` fails.
     pub drain: Duration,
+    /// How long to wait before listening (a slow start, see `--startup-seconds`).
+    pub startup: Duration,
     /// Where the database is; `None`: serve without one.
     pub database: Option<DbSettings>,
 }
@@ -301,6 +303,10 @@ pub async fn termination_signal() {
 /// follows. Logs one line when ready and one when it has stopped, which is
 /// what `kubectl logs` will show.
 pub async fn run(addr: SocketAddr, info: AppInfo, options: ServeOptions) -> anyhow::Result<()> {
+    if !options.startup.is_zero() {
+        tracing::info!(seconds = options.startup.as_secs(), "demo-app starting up");
+        tokio::time::sleep(options.startup).await;
+    }
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;

@@ -185,21 +185,6 @@ pub static RESOURCES: &[Resource] = &[
         etcd_prefix: "/registry/replicasets",
         has_generation: true,
     },
-    // Which pod addresses stand behind each Service: written by the
-    // EndpointSlice controller, read by every kube-proxy.
-    Resource {
-        group: "discovery.k8s.io",
-        version: "v1",
-        plural: "endpointslices",
-        singular: "endpointslice",
-        kind: "EndpointSlice",
-        namespaced: true,
-        short_names: NONE,
-        categories: NONE,
-        subresources: &[],
-        etcd_prefix: "/registry/endpointslices",
-        has_generation: true,
-    },
     // Node heartbeats since Kubernetes 1.17: each kubelet renews the Lease
     // named after its node in `kube-node-lease` (see `crate::kubelet`).
     Resource {
@@ -215,9 +200,11 @@ pub static RESOURCES: &[Resource] = &[
         etcd_prefix: "/registry/leases",
         has_generation: false,
     },
-    // After coordination.k8s.io, as upstream orders groups. A Service's endpoints, cut into slices of at most 100 (the
-    // endpointslice controller writes them, kube-proxy reads them). No
-    // short name, as upstream; `kubectl get endpointslices`.
+    // After coordination.k8s.io, as upstream orders groups. A Service's
+    // endpoints, cut into slices of at most 100 (the EndpointSlice
+    // controller writes them, every kube-proxy reads them). No short name,
+    // as upstream; `kubectl get endpointslices`. The generation moves on
+    // every change of the endpoints, as upstream's strategy does.
     Resource {
         group: "discovery.k8s.io",
         version: "v1",
@@ -229,7 +216,7 @@ pub static RESOURCES: &[Resource] = &[
         categories: NONE,
         subresources: &[],
         etcd_prefix: "/registry/endpointslices",
-        has_generation: false,
+        has_generation: true,
     },
 ];
 

@@ -39,7 +39,8 @@ use tokio::time::Instant;
 use crate::apiserver::ApiServer;
 use crate::cluster::{ClusterOptions, Components, api_config, start_process_kubelets};
 use crate::kubelet::runtime::process::ProcessConfig;
-use crate::proxy::{KubeProxy, ProxyOptions, iptables, service_ports};
+use crate::proxy::proxier::{KubeProxy, ProxyOptions};
+use crate::proxy::{iptables, service_ports};
 use crate::store::Store;
 
 /// The Service's port: a high port, so that the lab needs no root to bind
@@ -111,8 +112,8 @@ pub struct Report {
 }
 
 // ANCHOR: deployment
-/// The Deployment: `demo-app` with a readiness probe on `/readyz` and a
-/// preStop hook that keeps the old pod serving for 3 s after it is told to
+/// The Deployment: `demo-app` (which takes a second to start listening)
+/// with a readiness probe on `/readyz` and a preStop hook that keeps the old pod serving for 3 s after it is told to
 /// go, while the change reaches every kube-proxy. maxUnavailable 0: the
 /// capacity never drops during the rollout.
 pub fn deployment(args: &ServiceArgs, image: &str) -> Deployment {
@@ -120,6 +121,8 @@ pub fn deployment(args: &ServiceArgs, image: &str) -> Deployment {
         "name": "demo-app",
         "image": image,
         "ports": [{"containerPort": CONTAINER_PORT, "name": "http"}],
+        // Like a real app, it takes a moment before it listens.
+        "env": [{"name": "STARTUP_SECONDS", "value": "1"}],
     });
     if !args.no_readiness {
         container["readinessProbe"] = json!({
@@ -180,7 +183,8 @@ pub async fn run(args: &ServiceArgs, out: &mut dyn Write) -> anyhow::Result<Repo
     let proxies: Vec<KubeProxy> = (1..=NODES)
         .map(|i| KubeProxy::start(api.client(), format!("node-{i}"), ProxyOptions::default()))
         .collect();
-    writeln!(out,
+    writeln!(
+        out,
         "A cluster in this process: {NODES} nodes (process runtime), controllers, scheduler, a kube-proxy per node."
     )?;
     let result = scenario(&api, args, out).await;
@@ -218,16 +222,21 @@ async fn scenario(
     let slices: Api<EndpointSlice> = Api::default_namespaced(client.clone());
 
     writeln!(out)?;
-    writeln!(out,
+    writeln!(
+        out,
         "$ kubectl create deployment web --image=workbook/demo-app:v1 --replicas={}   (readiness probe: {}, preStop sleep: {})",
         args.replicas,
         if args.no_readiness { "none" } else { "/readyz" },
         if args.no_drain { "none" } else { "3 s" },
     )?;
     deployments
-        .create(&PostParams::default(), &deployment(args, "workbook/demo-app:v1"))
+        .create(
+            &PostParams::default(),
+            &deployment(args, "workbook/demo-app:v1"),
+        )
         .await?;
-    writeln!(out,
+    writeln!(
+        out,
         "$ kubectl expose deployment web --port {SERVICE_PORT} --target-port http"
     )?;
     let svc = services.create(&PostParams::default(), &service()).await?;
@@ -238,24 +247,28 @@ async fn scenario(
         .context("the Service got no cluster IP")?
         .parse()
         .context("the cluster IP is not IPv4")?;
-    writeln!(out, "  service/web  ClusterIP  {cluster_ip}  {SERVICE_PORT}/TCP")?;
+    writeln!(
+        out,
+        "  service/web  ClusterIP  {cluster_ip}  {SERVICE_PORT}/TCP"
+    )?;
 
-    wait_for(
-        "3 ready endpoints",
-        Duration::from_secs(30),
-        || async {
-            let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=web")).await?;
-            let ready = list
-                .items
-                .iter()
-                .flat_map(|s| &s.endpoints)
-                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
-                .count();
-            Ok(ready == args.replicas as usize)
-        },
-    )
+    wait_for("3 ready endpoints", Duration::from_secs(30), || async {
+        let list = slices
+            .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+            .await?;
+        let ready = list
+            .items
+            .iter()
+            .flat_map(|s| &s.endpoints)
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+            .count();
+        Ok(ready == args.replicas as usize)
+    })
     .await?;
-    writeln!(out, "$ kubectl get endpointslices -l kubernetes.io/service-name=web")?;
+    writeln!(
+        out,
+        "$ kubectl get endpointslices -l kubernetes.io/service-name=web"
+    )?;
     let list = slices.list(&ListParams::default()).await?;
     for slice in &list.items {
         let addrs: Vec<&str> = slice
@@ -274,7 +287,10 @@ async fn scenario(
         let svcs = services.list(&ListParams::default()).await?.items;
         let ports = service_ports(&svcs, &list.items);
         writeln!(out)?;
-        writeln!(out, "What kube-proxy's iptables mode would program (iptables-save -t nat):")?;
+        writeln!(
+            out,
+            "What kube-proxy's iptables mode would program (iptables-save -t nat):"
+        )?;
         for line in iptables::render(&ports, &iptables::Options::default()).lines() {
             writeln!(out, "  {line}")?;
         }
@@ -289,11 +305,13 @@ async fn scenario(
     }
 
     writeln!(out)?;
-    writeln!(out,
+    writeln!(
+        out,
         "Sending {} requests/s to http://{cluster_ip}:{SERVICE_PORT}/ (a new connection each), then:",
         args.rps
     )?;
-    writeln!(out,
+    writeln!(
+        out,
         "$ kubectl set image deployment/web demo-app=workbook/demo-app:v2"
     )?;
     let load = Load::start(cluster_ip, args.rps);
@@ -304,10 +322,14 @@ async fn scenario(
     deployments
         .patch("web", &PatchParams::default(), &Patch::Strategic(&patch))
         .await?;
-    wait_for("the rollout to complete", Duration::from_secs(60), || async {
-        let d = deployments.get("web").await?;
-        Ok(rollout_complete(&d))
-    })
+    wait_for(
+        "the rollout to complete",
+        Duration::from_secs(60),
+        || async {
+            let d = deployments.get("web").await?;
+            Ok(rollout_complete(&d))
+        },
+    )
     .await?;
     let rollout = changed_at.elapsed();
     // Two more seconds of v2 only, then stop and wait for the last answers.
@@ -318,7 +340,8 @@ async fn scenario(
     writeln!(out, "  second   v1    v2   errors   p50      p99")?;
     let report = summarize(&outcomes, rollout);
     for (second, row) in per_second(&outcomes) {
-        writeln!(out,
+        writeln!(
+            out,
             "  t={second:<3}s  {:>4}  {:>4}  {:>6}   {:>6}  {:>6}",
             row.versions.get("v1").copied().unwrap_or(0),
             row.versions.get("v2").copied().unwrap_or(0),

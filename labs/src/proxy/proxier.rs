@@ -49,12 +49,21 @@ pub struct ProxyOptions {
     /// Where node ports are opened: the node's address. Every lab node is
     /// this machine, so `127.0.0.1`.
     pub node_port_address: Ipv4Addr,
+    /// The least time between two syncs (`--iptables-min-sync-period`, 1 s
+    /// by default upstream). A change after a quiet spell is synced at
+    /// once; a burst of changes (a rolling update) is folded into one sync
+    /// per period, because rewriting a big rule set on every event would
+    /// cost a real node too much. The price is a delay, and the delay is why
+    /// a pod must keep serving for a while after it is told to stop (the
+    /// preStop hook of the Service lab).
+    pub min_sync_period: Duration,
 }
 
 impl Default for ProxyOptions {
     fn default() -> Self {
         ProxyOptions {
             node_port_address: Ipv4Addr::LOCALHOST,
+            min_sync_period: Duration::from_secs(1),
         }
     }
 }
@@ -197,10 +206,16 @@ async fn sync_loop(
                 tokio::time::sleep(RETRY_BIND).await
             }
         };
+        let last_sync = tokio::time::Instant::now();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = poke.notified() => {}
             _ = retry => {}
+        }
+        // Upstream's BoundedFrequencyRunner: at most one sync per period.
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(last_sync + options.min_sync_period) => {}
         }
     }
     for listener in listeners.into_values() {
