@@ -160,3 +160,109 @@ async fn a_status_written_by_someone_else_is_reconciled() {
     );
     kubelet.stop().await;
 }
+
+/// preStop and the grace period on paused time: the hook runs first, its
+/// time comes out of `terminationGracePeriodSeconds`, SIGTERM gets what is
+/// left but at least 2 s, and an app slower than that is SIGKILLed (137).
+#[tokio::test(start_paused = true)]
+async fn prestop_hooks_spend_the_grace_period() {
+    use labs::kubelet::runtime::RuntimeState;
+    // (preStop sleep, grace period, app's stop time) → (exit after the
+    // delete, exit code)
+    let cases: [(Option<u64>, u64, u64, u64, i32); 4] = [
+        (Some(10), 30, 0, 10, 0),
+        (Some(60), 5, 0, 5, 0),   // the hook is cut off at the grace period
+        (Some(4), 5, 10, 6, 137), // 1 s left → 2 s minimum → SIGKILL
+        (None, 5, 10, 5, 137),
+    ];
+    for (i, (sleep, grace, stop, exit_after, code)) in cases.into_iter().enumerate() {
+        let api = ApiServer::new(Store::new());
+        let clock = Clock::starting_at(Timestamp::from_second(1_800_000_000).unwrap());
+        let rt = Arc::new(SimulatedRuntime::new(
+            SimulatedConfig::default(),
+            clock,
+            LoopbackIpam::default(),
+        ));
+        let kubelet = Kubelet::start(
+            api.client(),
+            Arc::clone(&rt),
+            KubeletConfig::new("node-1"),
+            clock,
+        );
+        let pods: Api<Pod> = Api::default_namespaced(api.client());
+        let mut container = json!({"name": "app", "image": "workbook/demo-app:v1"});
+        if let Some(s) = sleep {
+            container["lifecycle"] = json!({"preStop": {"sleep": {"seconds": s}}});
+        }
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "annotations": {
+                "labs.workbook/simulate": format!("{{\"stopSeconds\": {stop}}}")}},
+            "spec": {"nodeName": "node-1", "terminationGracePeriodSeconds": grace,
+                     "containers": [container]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let id = rt.list_containers().await[0].id.clone();
+        // Every status the kubelet writes, to catch the exit code it
+        // reports just before the pod object goes.
+        let exit_code = Arc::new(std::sync::Mutex::new(None));
+        let watch = {
+            use futures::StreamExt;
+            let (pods, exit_code) = (pods.clone(), Arc::clone(&exit_code));
+            let rv = pods
+                .get("p")
+                .await
+                .unwrap()
+                .metadata
+                .resource_version
+                .unwrap();
+            tokio::spawn(async move {
+                let mut events = pods.watch(&Default::default(), &rv).await.unwrap().boxed();
+                while let Some(Ok(kube::api::WatchEvent::Modified(p))) = events.next().await {
+                    let code = p.status.and_then(|s| {
+                        s.container_statuses?[0]
+                            .state
+                            .as_ref()?
+                            .terminated
+                            .as_ref()
+                            .map(|t| t.exit_code)
+                    });
+                    if let Some(c) = code {
+                        *exit_code.lock().unwrap() = Some(c);
+                    }
+                }
+            })
+        };
+        let deleted = tokio::time::Instant::now();
+        pods.delete("p", &Default::default()).await.unwrap();
+        // When the runtime's container stops running (it is removed with
+        // the pod right after), and the exit code the kubelet reported.
+        let mut took = None;
+        let mut got = None;
+        while took.is_none() || got.is_none() {
+            if took.is_none()
+                && !matches!(
+                    rt.container_status(&id).await.map(|s| s.state),
+                    Ok(RuntimeState::Running)
+                )
+            {
+                took = Some(deleted.elapsed());
+            }
+            got = *exit_code.lock().unwrap();
+            assert!(
+                deleted.elapsed() < Duration::from_secs(120),
+                "case {i}: never stopped ({took:?}, {got:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (took, got) = (took.unwrap(), got.unwrap());
+        watch.abort();
+        let secs = took.as_secs_f64();
+        assert!(
+            (secs - exit_after as f64).abs() < 0.5 && got == code,
+            "case {i}: exited after {secs:.1}s with {got}, expected {exit_after}s with {code}"
+        );
+        kubelet.stop().await;
+    }
+}
