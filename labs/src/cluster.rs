@@ -1,6 +1,6 @@
 //! `labs cluster`: the whole lab cluster in one process — the API server on
 //! loopback for kubectl, and the components (controllers, scheduler, node
-//! lifecycle controller, one kubelet per node) as tasks, each talking to the API server through
+//! lifecycle controller, one kubelet and one kube-proxy per node) as tasks, each talking to the API server through
 //! its own in-process client, exactly as they would over the network.
 //!
 //! Components can be left out (`--without controllers`) to see what breaks:
@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::apiserver::{ApiServer, Config, kubeconfig};
-use crate::controllers::manager::{ControllerManager, ManagerOptions};
+use crate::controllers::manager::{Controller, ControllerManager, ManagerOptions};
 use crate::controllers::nodelifecycle::controller::{
     self as nodelifecycle, NodeLifecycleController,
 };
@@ -28,18 +28,27 @@ use crate::kubelet::runtime::process::{ProcessConfig, ProcessRuntime};
 use crate::kubelet::runtime::simulated::{SimulatedConfig, SimulatedRuntime};
 use crate::kubelet::runtime::{LoopbackIpam, Runtime};
 use crate::kubelet::{Kubelet, KubeletConfig};
+use crate::proxy::proxier::{KubeProxy, ProxyOptions};
 use crate::scheduler::schedule_one::{self, DefaultScheduler};
 use crate::store::Store;
 
-/// A component of `labs cluster` that `--without` can leave out.
+/// A component that `--without` can leave out, to see what breaks without
+/// it. One list for `labs cluster` and `labs controller-manager` (which
+/// accepts the controllers only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Component {
-    /// The whole controller manager (ReplicaSet and Deployment controllers,
-    /// garbage collector).
+    /// The whole controller manager (every controller below).
     Controllers,
-    /// Only the Deployment controller: Deployments get no ReplicaSets, and
+    /// The ReplicaSet controller: ReplicaSets never get pods.
+    Replicaset,
+    /// The Deployment controller: Deployments get no ReplicaSets, and
     /// `kubectl rollout status` waits forever.
     Deployment,
+    /// The EndpointSlice controller: Services never learn their pods, and
+    /// kube-proxy refuses their connections.
+    Endpointslice,
+    /// The garbage collector: nothing owned is deleted with its owner.
+    GarbageCollector,
     /// The scheduler: without it, pods stay Pending with no node.
     Scheduler,
     /// The node lifecycle controller: without it, a node that stops
@@ -49,6 +58,23 @@ pub enum Component {
     NodeLifecycle,
     /// The kubelets: pods are bound to nodes but nothing runs them.
     Kubelet,
+    /// kube-proxy: Services get cluster IPs and endpoints, but nothing
+    /// answers on the cluster IPs.
+    Proxy,
+}
+
+impl Component {
+    /// The controller manager's name for this component, if it is one of
+    /// its controllers.
+    pub fn controller(self) -> Option<Controller> {
+        match self {
+            Component::Replicaset => Some(Controller::Replicaset),
+            Component::Deployment => Some(Controller::Deployment),
+            Component::Endpointslice => Some(Controller::Endpointslice),
+            Component::GarbageCollector => Some(Controller::GarbageCollector),
+            _ => None,
+        }
+    }
 }
 
 /// The container runtime of the cluster's kubelets.
@@ -83,7 +109,13 @@ fn start_kubelets(api: &ApiServer, opts: NodeOptions) -> anyhow::Result<Vec<Kube
         RuntimeKind::Process => {
             let exe = ProcessConfig::current_exe()
                 .context("cannot find the labs executable to run containers")?;
-            Ok(start_process_kubelets(api, &client, opts.nodes, exe))
+            Ok(start_process_kubelets(
+                api,
+                &client,
+                opts.nodes,
+                exe,
+                LoopbackIpam::default(),
+            ))
         }
     }
 }
@@ -96,8 +128,9 @@ pub fn start_process_kubelets(
     client: &kube::Client,
     nodes: usize,
     config: ProcessConfig,
+    ipam: LoopbackIpam,
 ) -> Vec<Kubelet> {
-    start_nodes(api, client, nodes, |clock, ipam| {
+    start_nodes(api, client, nodes, ipam, |clock, ipam| {
         Arc::new(ProcessRuntime::new(config.clone(), clock, ipam))
     })
 }
@@ -111,9 +144,13 @@ pub fn start_simulated_kubelets(
     nodes: usize,
     config: SimulatedConfig,
 ) -> Vec<Kubelet> {
-    start_nodes(api, client, nodes, |clock, ipam| {
-        Arc::new(SimulatedRuntime::new(config.clone(), clock, ipam))
-    })
+    start_nodes(
+        api,
+        client,
+        nodes,
+        LoopbackIpam::default(),
+        |clock, ipam| Arc::new(SimulatedRuntime::new(config.clone(), clock, ipam)),
+    )
 }
 
 /// The node side of a cluster with no processes: the scheduler and
@@ -162,10 +199,10 @@ fn start_nodes<R: Runtime>(
     api: &ApiServer,
     client: &kube::Client,
     nodes: usize,
+    ipam: LoopbackIpam,
     mut runtime: impl FnMut(Clock, LoopbackIpam) -> Arc<R>,
 ) -> Vec<Kubelet> {
     let clock = Clock::cluster();
-    let ipam = LoopbackIpam::default();
     (1..=nodes)
         .map(|i| {
             let config = KubeletConfig::new(format!("node-{i}"));
@@ -225,10 +262,12 @@ impl Components {
         let mut tasks = JoinSet::new();
         let mut running = Vec::new();
         let controllers = (!without(Component::Controllers)).then(|| {
-            let manager = ManagerOptions {
-                without_deployment: without(Component::Deployment),
-                ..ManagerOptions::default()
-            };
+            let left_out: Vec<Controller> = options
+                .without
+                .iter()
+                .filter_map(|c| c.controller())
+                .collect();
+            let manager = ManagerOptions::without(&left_out);
             running.extend(manager.running());
             ControllerManager::start(api.client(), manager)
         });
@@ -297,6 +336,15 @@ pub async fn run(
     } else {
         start_kubelets(&api, nodes)?
     };
+    // One kube-proxy per node. All the nodes are this machine, so they share
+    // the cluster IPs (SO_REUSEPORT); any one of them would do.
+    let proxies: Vec<KubeProxy> = if options.without.contains(&Component::Proxy) {
+        Vec::new()
+    } else {
+        (1..=nodes.nodes)
+            .map(|i| KubeProxy::start(api.client(), format!("node-{i}"), ProxyOptions::default()))
+            .collect()
+    };
     println!("API server listening on http://{addr}");
     match kubelets.len() {
         0 => println!("kubelets: none"),
@@ -304,6 +352,12 @@ pub async fn run(
             "kubelets: {n} ({:?} runtime): node-1..node-{n}",
             nodes.runtime
         ),
+    }
+    if !proxies.is_empty() {
+        println!(
+            "kube-proxies: {} (userspace mode): Service cluster IPs on 127.2.0.0/16, node ports on 127.0.0.1",
+            proxies.len()
+        );
     }
     if components.running.is_empty() {
         println!("components: none");
@@ -319,6 +373,9 @@ pub async fn run(
     println!("export KUBECONFIG={}", kubeconfig_path.display());
     api.serve(listener, crate::apiserver::shutdown_signal())
         .await?;
+    for proxy in proxies {
+        proxy.stop().await;
+    }
     components.shutdown().await?;
     for kubelet in kubelets {
         kubelet.stop().await;

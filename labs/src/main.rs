@@ -58,7 +58,7 @@ enum Lab {
         kubeconfig: Option<std::path::PathBuf>,
         /// Leave a controller out, to see what breaks without it.
         #[arg(long, value_enum)]
-        without: Vec<labs::controllers::manager::Controller>,
+        without: Vec<labs::cluster::Component>,
     },
     /// Benchmarks (run by hand, not part of the tests).
     Bench {
@@ -245,7 +245,22 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         Lab::ControllerManager {
             kubeconfig,
             without,
-        } => labs::controllers::manager::run(kubeconfig, &without).await,
+        } => {
+            let mut controllers = Vec::new();
+            for c in without {
+                match c.controller() {
+                    Some(controller) => controllers.push(controller),
+                    None => anyhow::bail!(
+                        "--without {}: not a controller of the controller manager \
+                         (replicaset, deployment, endpointslice, garbage-collector)",
+                        clap::ValueEnum::to_possible_value(&c)
+                            .map(|v| v.get_name().to_string())
+                            .unwrap_or_default()
+                    ),
+                }
+            }
+            labs::controllers::manager::run(kubeconfig, &controllers).await
+        }
         Lab::Bench {
             which: Bench::Apiserver(args),
         } => labs::lab::bench::apiserver::run(args).await,

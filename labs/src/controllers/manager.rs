@@ -34,8 +34,8 @@ pub struct ManagerOptions {
     pub lockstep: bool,
 }
 
-/// A controller `labs controller-manager --without` can leave out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// A controller of the manager, which [`ManagerOptions::without`] can leave out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Controller {
     Replicaset,
     GarbageCollector,

@@ -38,6 +38,7 @@ use tokio::time::Instant;
 
 use crate::apiserver::ApiServer;
 use crate::cluster::{ClusterOptions, Components, api_config, start_process_kubelets};
+use crate::kubelet::runtime::LoopbackIpam;
 use crate::kubelet::runtime::process::ProcessConfig;
 use crate::proxy::proxier::{KubeProxy, ProxyOptions};
 use crate::proxy::{iptables, service_ports};
@@ -72,6 +73,10 @@ pub struct ServiceArgs {
     /// The executable with the hidden `app` subcommand (the `labs` binary).
     #[arg(skip)]
     pub exe: Option<std::path::PathBuf>,
+    /// The first pod address (127.0.1.1 by default) and the Services' range
+    /// (127.2.0.0/16): tests that run several labs at once give each its own.
+    #[arg(skip)]
+    pub addresses: Option<(Ipv4Addr, (Ipv4Addr, u8))>,
 }
 
 impl Default for ServiceArgs {
@@ -83,6 +88,7 @@ impl Default for ServiceArgs {
             rps: 100,
             replicas: 3,
             exe: None,
+            addresses: None,
         }
     }
 }
@@ -177,9 +183,17 @@ pub async fn run(args: &ServiceArgs, out: &mut dyn Write) -> anyhow::Result<Repo
         },
         None => ProcessConfig::current_exe().context("cannot find the labs executable")?,
     };
-    let api = ApiServer::with_config(Store::new(), api_config(300));
+    let mut config = api_config(300);
+    let ipam = match args.addresses {
+        Some((first_pod_ip, service_cidr)) => {
+            config.service_cidr = service_cidr;
+            LoopbackIpam::starting_at(first_pod_ip)
+        }
+        None => LoopbackIpam::default(),
+    };
+    let api = ApiServer::with_config(Store::new(), config);
     let components = Components::start(&api, &ClusterOptions::default());
-    let kubelets = start_process_kubelets(&api, &api.client(), NODES, exe);
+    let kubelets = start_process_kubelets(&api, &api.client(), NODES, exe, ipam);
     let proxies: Vec<KubeProxy> = (1..=NODES)
         .map(|i| KubeProxy::start(api.client(), format!("node-{i}"), ProxyOptions::default()))
         .collect();
@@ -291,17 +305,16 @@ async fn scenario(
             out,
             "What kube-proxy's iptables mode would program (iptables-save -t nat):"
         )?;
-        for line in iptables::render(&ports, &iptables::Options::default()).lines() {
-            writeln!(out, "  {line}")?;
-        }
+        // Unindented, exactly as `iptables-save` prints it.
+        write!(
+            out,
+            "{}",
+            iptables::render(&ports, &iptables::Options::default())
+        )?;
         writeln!(out)?;
         writeln!(out, "And its nftables mode (nft list table ip kube-proxy):")?;
-        for line in
-            crate::proxy::nftables::render(&ports, &crate::proxy::nftables::Options::default())
-                .lines()
-        {
-            writeln!(out, "  {line}")?;
-        }
+        let nft = crate::proxy::nftables::Options::default();
+        write!(out, "{}", crate::proxy::nftables::render(&ports, &nft))?;
     }
 
     writeln!(out)?;

@@ -10,4 +10,5 @@ mod kubelet_process;
 mod kubelet_simulated;
 mod process_runtime;
 mod proxy;
+mod service;
 mod store_props;
