@@ -8,4 +8,5 @@ mod docker;
 mod kubelet_process;
 mod kubelet_simulated;
 mod process_runtime;
+mod sidecar;
 mod store_props;
