@@ -222,7 +222,10 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(shell_quote("--role=roles/cloudsql.client"), "--role=roles/cloudsql.client");
+        assert_eq!(
+            shell_quote("--role=roles/cloudsql.client"),
+            "--role=roles/cloudsql.client"
+        );
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(

@@ -28,7 +28,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Namespace, ObjectFieldSelector,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret,
-    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, ServiceAccount,
+    SecretKeySelector, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -200,8 +200,18 @@ fn app(p: &GkeParams) -> Container {
         // Ready: the database answers through the proxy. A database outage
         // makes the pods unready, it does not restart them: liveness only
         // asks whether the process is alive.
-        readiness_probe: Some(http_probe("/readyz", IntOrString::String("http".into()), 2, 3)),
-        liveness_probe: Some(http_probe("/livez", IntOrString::String("http".into()), 10, 3)),
+        readiness_probe: Some(http_probe(
+            "/readyz",
+            IntOrString::String("http".into()),
+            2,
+            3,
+        )),
+        liveness_probe: Some(http_probe(
+            "/livez",
+            IntOrString::String("http".into()),
+            10,
+            3,
+        )),
         resources: Some(resources("100m", "64Mi", "128Mi")),
         security_context: Some(locked_down()),
         ..Container::default()
@@ -317,8 +327,5 @@ pub fn manifests_yaml(p: &GkeParams) -> Result<String, serde_yaml::Error> {
         serde_yaml::to_string(&deployment(p))?,
         serde_yaml::to_string(&service(p))?,
     ];
-    Ok(docs
-        .iter()
-        .map(|d| format!("---\n{d}"))
-        .collect::<String>())
+    Ok(docs.iter().map(|d| format!("---\n{d}")).collect::<String>())
 }

@@ -78,7 +78,13 @@ fn read_back(p: &GkeParams) -> Objects {
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["Namespace", "ServiceAccount", "Secret", "Deployment", "Service"],
+        [
+            "Namespace",
+            "ServiceAccount",
+            "Secret",
+            "Deployment",
+            "Service"
+        ],
         "apply order"
     );
     let typed = |i: usize| docs[i].clone();
@@ -115,22 +121,26 @@ fn the_pieces_fit_together() {
     // and the IAM binding names exactly that account in that namespace.
     let ksa = o.service_account.metadata.name.clone().unwrap();
     assert_eq!(pod.service_account_name.as_ref(), Some(&ksa));
-    let gsa = &o.service_account.metadata.annotations.as_ref().unwrap()
-        ["iam.gke.io/gcp-service-account"];
+    let gsa =
+        &o.service_account.metadata.annotations.as_ref().unwrap()["iam.gke.io/gcp-service-account"];
     assert_eq!(gsa, "web-sql@my-proj.iam.gserviceaccount.com");
     let steps = gcloud_steps(&p);
     let binding = steps
         .iter()
-        .find(|s| s.args.iter().any(|a| a == "--role=roles/iam.workloadIdentityUser"))
+        .find(|s| {
+            s.args
+                .iter()
+                .any(|a| a == "--role=roles/iam.workloadIdentityUser")
+        })
         .unwrap();
     assert!(binding.args.contains(gsa));
-    assert!(
-        binding
-            .args
-            .contains(&format!("--member=serviceAccount:my-proj.svc.id.goog[talk/{ksa}]"))
-    );
-    assert!(steps.iter().any(|s| s.args.contains(&format!("--member=serviceAccount:{gsa}"))
-        && s.args.iter().any(|a| a == "--role=roles/cloudsql.client")));
+    assert!(binding.args.contains(&format!(
+        "--member=serviceAccount:my-proj.svc.id.goog[talk/{ksa}]"
+    )));
+    assert!(steps.iter().any(
+        |s| s.args.contains(&format!("--member=serviceAccount:{gsa}"))
+            && s.args.iter().any(|a| a == "--role=roles/cloudsql.client")
+    ));
 
     // The proxy: a native sidecar, pinned, on port 5432, for this instance.
     let proxy = &pod.init_containers.as_ref().unwrap()[0];
@@ -139,7 +149,11 @@ fn the_pieces_fit_together() {
     let tag = CLOUD_SQL_PROXY_IMAGE.rsplit_once(':').unwrap().1;
     assert!(tag.starts_with("2.") && tag != "latest", "a pinned 2.x tag");
     let args = proxy.args.as_ref().unwrap();
-    for want in ["--port=5432", "--structured-logs", "my-proj:europe-west1:db1"] {
+    for want in [
+        "--port=5432",
+        "--structured-logs",
+        "my-proj:europe-west1:db1",
+    ] {
         assert!(args.iter().any(|a| a == want), "{want} in {args:?}");
     }
     assert!(proxy.startup_probe.is_some() && proxy.resources.is_some());
@@ -171,17 +185,32 @@ fn the_pieces_fit_together() {
         assert!(secret_data.contains_key(&r.key), "{name}: key {}", r.key);
     }
     assert_eq!(secret_data["password"], "pw");
-    assert!(steps.iter().any(|s| s.args.contains(&"--password=pw".to_string())));
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.args.contains(&"--password=pw".to_string()))
+    );
     assert!(steps.iter().any(|s| s.args.contains(&"visits".to_string())));
     let path = |probe: &Option<k8s_openapi::api::core::v1::Probe>| {
-        probe.as_ref().unwrap().http_get.as_ref().unwrap().path.clone().unwrap()
+        probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .clone()
+            .unwrap()
     };
     assert_eq!(path(&app.readiness_probe), "/readyz");
     assert_eq!(path(&app.liveness_probe), "/livez");
 
     // The Service selects the pods and targets the app's named port.
     let svc = o.service.spec.as_ref().unwrap();
-    assert_eq!(svc.selector, spec.template.metadata.as_ref().unwrap().labels);
+    assert_eq!(
+        svc.selector,
+        spec.template.metadata.as_ref().unwrap().labels
+    );
     let port_name = app.ports.as_ref().unwrap()[0].name.clone().unwrap();
     assert_eq!(
         svc.ports.as_ref().unwrap()[0].target_port,

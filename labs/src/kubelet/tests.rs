@@ -996,8 +996,8 @@ fn deletion_stops_the_app_then_the_sidecars_in_reverse_within_one_grace_period()
     n.pod.metadata.deletion_grace_period_seconds = Some(30);
     // (time, who exits just before the sync, what the sync stops)
     let steps: [(i64, Option<&str>, Vec<(&str, u64)>); 6] = [
-        (100, None, vec![("app", 30)]),    // the app first, alone
-        (103, None, vec![]),               // the sidecars wait for it
+        (100, None, vec![("app", 30)]),         // the app first, alone
+        (103, None, vec![]),                    // the sidecars wait for it
         (105, Some("app"), vec![("logs", 25)]), // then the last sidecar...
         (106, None, vec![]),
         (111, Some("logs"), vec![("proxy", 19)]), // ...then the first

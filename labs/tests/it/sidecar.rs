@@ -143,7 +143,9 @@ impl SimNode {
             if Some(&c.pod_uid) != uid.as_ref() {
                 continue;
             }
-            let e = newest.entry(c.name.clone()).or_insert((c.attempt, c.state.clone()));
+            let e = newest
+                .entry(c.name.clone())
+                .or_insert((c.attempt, c.state.clone()));
             if c.attempt >= e.0 {
                 *e = (c.attempt, c.state);
             }
@@ -196,7 +198,10 @@ async fn sidecar_starts_first_counts_in_ready_and_stops_after_the_app() {
     sleep(2.5).await;
     let s = n.runtime_states("web").await;
     assert!(running(&s, "proxy"), "{s:?}");
-    assert!(!s.contains_key("app"), "the app waits for the sidecar: {s:?}");
+    assert!(
+        !s.contains_key("app"),
+        "the app waits for the sidecar: {s:?}"
+    );
     let p = n.pod("web").await;
     assert_eq!(condition(&p, "Initialized"), "False");
 
@@ -209,9 +214,22 @@ async fn sidecar_starts_first_counts_in_ready_and_stops_after_the_app() {
     let app = &status.container_statuses.as_ref().unwrap()[0];
     assert_eq!((proxy.ready, proxy.started), (true, Some(true)));
     assert!(app.ready);
-    assert_eq!(condition(&p, "Ready"), "True", "the sidecar counts in Ready");
+    assert_eq!(
+        condition(&p, "Ready"),
+        "True",
+        "the sidecar counts in Ready"
+    );
     let started = |s: &k8s_openapi::api::core::v1::ContainerStatus| {
-        s.state.as_ref().unwrap().running.as_ref().unwrap().started_at.clone().unwrap().0
+        s.state
+            .as_ref()
+            .unwrap()
+            .running
+            .as_ref()
+            .unwrap()
+            .started_at
+            .clone()
+            .unwrap()
+            .0
     };
     assert!(
         started(app).duration_since(started(proxy)).as_secs() >= 3,
@@ -221,7 +239,10 @@ async fn sidecar_starts_first_counts_in_ready_and_stops_after_the_app() {
     // Delete (grace 30 s). The app gets SIGTERM at once and takes 3 s; the
     // proxy keeps running (the app may still need its database) and gets
     // SIGTERM only when the app has exited.
-    n.pods.delete("web", &DeleteParams::default()).await.unwrap();
+    n.pods
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
     sleep(2.0).await;
     let s = n.runtime_states("web").await;
     assert!(running(&s, "app") && running(&s, "proxy"), "at +2 s: {s:?}");
@@ -251,7 +272,10 @@ async fn sidecars_stop_within_what_is_left_of_the_grace_period() {
         .unwrap();
     sleep(5.0).await;
     assert_eq!(condition(&n.pod("web").await, "Ready"), "True");
-    n.pods.delete("web", &DeleteParams::default()).await.unwrap();
+    n.pods
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
     // The app is SIGKILLed when the 10 s are over...
     sleep(10.5).await;
     let s = n.runtime_states("web").await;

@@ -503,7 +503,13 @@ mod tests {
             ["--listen", "127.0.1.4:8080", "--app-version", "v2"],
             "today's default: the app on the pod's address"
         );
-        let proxy = ["proxy", "--listen", "127.0.1.4:5432", "--to", "127.0.0.9:6000"];
+        let proxy = [
+            "proxy",
+            "--listen",
+            "127.0.1.4:5432",
+            "--to",
+            "127.0.0.9:6000",
+        ];
         assert_eq!(argv(&c(&[], &proxy)).unwrap(), proxy, "args alone");
         assert_eq!(
             argv(&c(&["/demo-app", "proxy"], &proxy[1..])).unwrap(),
