@@ -937,7 +937,7 @@ fn sidecars_start_in_order_before_the_app_and_count_in_ready() {
     assert_eq!(n.phase(), "Running");
     assert_eq!(n.cond("Ready").status, "True");
     for name in ["proxy", "logs", "app"] {
-        assert_eq!(n.status(name).ready, true, "{name}");
+        assert!(n.status(name).ready, "{name}");
     }
     let status = n.pod.status.as_ref().unwrap();
     assert_eq!(status.init_container_statuses.as_ref().unwrap().len(), 2);
@@ -995,7 +995,8 @@ fn deletion_stops_the_app_then_the_sidecars_in_reverse_within_one_grace_period()
     n.pod.metadata.deletion_timestamp = Some(Time(t(130)));
     n.pod.metadata.deletion_grace_period_seconds = Some(30);
     // (time, who exits just before the sync, what the sync stops)
-    let steps: [(i64, Option<&str>, Vec<(&str, u64)>); 6] = [
+    type Step<'a> = (i64, Option<&'a str>, Vec<(&'a str, u64)>);
+    let steps: [Step; 6] = [
         (100, None, vec![("app", 30)]),         // the app first, alone
         (103, None, vec![]),                    // the sidecars wait for it
         (105, Some("app"), vec![("logs", 25)]), // then the last sidecar...
