@@ -8,13 +8,16 @@
 //!
 //! Order follows `makeEnvironmentVariables` (`kubelet_pods.go`): first every
 //! `envFrom` source in order, then `env` in order; a later name overrides an
-//! earlier one. Not done here: `$(VAR)` expansion, `resourceFieldRef`,
+//! earlier one; a literal `value` may refer to the variables defined before
+//! it as `$(NAME)` ([`super::expansion`]). Not done here: `resourceFieldRef`,
 //! `fileKeyRef`, and the Event upstream emits for `envFrom` keys that are not
 //! valid variable names (we skip them silently).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+
+use super::expansion::{expand, lookup_in};
 
 /// Why an environment could not be built; the message is the waiting
 /// container's `message`, worded as upstream.
@@ -173,7 +176,8 @@ pub fn resolve_env(
 
     for var in container.env.iter().flatten() {
         let value = match &var.value_from {
-            None => var.value.clone().unwrap_or_default(),
+            // Only literal values are expanded, from what is defined so far.
+            None => expand(var.value.as_deref().unwrap_or_default(), lookup_in(&env)),
             Some(from) => {
                 if let Some(r) = &from.config_map_key_ref {
                     let optional = r.optional == Some(true);
@@ -397,6 +401,37 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(env, want);
+    }
+
+    /// A literal value reads the variables defined before it; a later one,
+    /// an undefined one, and values from other sources are not expanded.
+    #[test]
+    fn literal_values_expand_earlier_variables() {
+        let c = container(
+            vec![
+                value("EARLY", "$(POD_IP)"), // POD_IP is not defined yet
+                from("POD_IP", field("status.podIP")),
+                value("DB_ADDR", "$(POD_IP):5432"),
+                value("FROM_ENVFROM", "$(CFG_MODE)-$$(POD_IP)-$(NOPE)"),
+                from("TAGGED", cm_key("settings", "MODE", None)),
+            ],
+            vec![EnvFromSource {
+                config_map_ref: Some(ConfigMapEnvSource {
+                    name: "settings".into(),
+                    optional: None,
+                }),
+                prefix: Some("CFG_".into()),
+                secret_ref: None,
+            }],
+        );
+        let env: BTreeMap<String, String> = resolve_env(&c, &cms(), &secrets(), &pod())
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(env["EARLY"], "$(POD_IP)");
+        assert_eq!(env["DB_ADDR"], "127.0.1.7:5432");
+        assert_eq!(env["FROM_ENVFROM"], "fast-$(POD_IP)-$(NOPE)");
+        assert_eq!(env["TAGGED"], "fast");
     }
 
     #[test]

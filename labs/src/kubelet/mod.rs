@@ -20,7 +20,8 @@
 //! * [`probe`]: the probe state machine ([`probe::ProbeTracker`]) and the
 //!   HTTP/TCP probers.
 //! * [`env`](mod@env): a container's environment from values, ConfigMaps, Secrets
-//!   and the downward API.
+//!   and the downward API; [`expansion`]: `$(VAR)` in values, `command` and
+//!   `args`.
 //! * [`runtime`]: the CRI-shaped [`runtime::Runtime`] trait with the
 //!   `simulated` and `process` runtimes; [`logs`]: container logs.
 //!
@@ -41,6 +42,7 @@
 pub mod actions;
 pub mod backoff;
 pub mod env;
+pub mod expansion;
 #[allow(clippy::module_inception)] // upstream's pkg/kubelet/kubelet.go
 pub mod kubelet;
 pub mod lifecycle;

@@ -16,11 +16,20 @@
 //! `ImagePullBackOff` — the sequence `kubectl get pods -w` shows on a real
 //! cluster.
 //!
+//! Native sidecars (init containers with `restartPolicy: Always`) follow
+//! upstream: started in init order before the app, the next container only
+//! once the sidecar has started (its startup probe passed); restarted
+//! whenever they exit, whatever the pod's `restartPolicy`; counted in the
+//! pod's readiness; stopped **after** the app — the regular containers get
+//! SIGTERM first, the sidecars once all of those have exited, one at a time
+//! in reverse order, in what is left of the same grace period
+//! ([`Planner::terminate`]); and never keeping a finished pod alive (a
+//! Job's pod completes when its app does).
+//!
 //! Left out: ephemeral containers, the `postStart` hook (`preStop` is in:
 //! see [`super::lifecycle`]), restarting a container whose spec (image) was changed in
-//! place, termination ordering of sidecars (all containers get the same
-//! grace period at once), gRPC probes, tearing down the sandbox of a
-//! finished pod, pod-level resources and in-place resize, static pods.
+//! place, gRPC probes, tearing down the sandbox of a finished pod,
+//! pod-level resources and in-place resize, static pods.
 
 use std::time::Duration;
 
@@ -155,8 +164,9 @@ pub fn sync_pod(pod: &Pod, state: &PodRuntimeState, now: Timestamp) -> PodSyncDe
     let spec = pod.spec.as_ref().unwrap_or(&default_spec);
 
     if pod.metadata.deletion_timestamp.is_some() {
-        // Deleted: stop everything, then hand the object back for deletion.
-        plan.kill_all(KillReason::PodDeleted);
+        // Deleted: stop everything (the app first, the sidecars after it),
+        // then hand the object back for deletion.
+        plan.terminate(KillReason::PodDeleted);
         if !state.any_running() {
             plan.actions.push(if state.sandbox.is_some() {
                 Action::RemoveSandbox
@@ -168,7 +178,7 @@ pub fn sync_pod(pod: &Pod, state: &PodRuntimeState, now: Timestamp) -> PodSyncDe
     }
     if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
         // A finished pod never runs again; stop what is left (sidecars).
-        plan.kill_all(KillReason::PodCompleted);
+        plan.terminate(KillReason::PodCompleted);
         return plan.finish(status);
     }
     if state.sandbox.is_none() {
@@ -206,7 +216,9 @@ pub fn sync_pod(pod: &Pod, state: &PodRuntimeState, now: Timestamp) -> PodSyncDe
         plan.sync_container(c, false, false);
     }
 
-    // Every regular container has finished for good: stop the sidecars.
+    // Every regular container has finished for good: stop the sidecars
+    // (upstream's `KillPod` when no container is left to keep), so that
+    // they do not keep a completed Job's pod running for ever.
     let all_done = spec
         .containers
         .iter()
@@ -218,14 +230,7 @@ pub fn sync_pod(pod: &Pod, state: &PodRuntimeState, now: Timestamp) -> PodSyncDe
             _ => false,
         });
     if all_done {
-        for c in spec
-            .init_containers
-            .iter()
-            .flatten()
-            .filter(|c| is_sidecar(c))
-        {
-            plan.kill(c, KillReason::PodCompleted);
-        }
+        plan.stop_sidecars(KillReason::PodCompleted);
         plan.actions.retain(|a| {
             !matches!(
                 a,
@@ -264,16 +269,70 @@ impl Planner<'_> {
         self.wake_at(until.min(add(self.now, BACKOFF_RESYNC)));
     }
 
-    fn kill_all(&mut self, reason: KillReason) {
+    // ANCHOR: terminate
+    /// Stop the pod's containers in upstream's order (`killContainers` with
+    /// its termination ordering): every regular container (and an init
+    /// container still running) at once; the sidecars only when none of
+    /// those runs any more, so the app can use its proxy until it has
+    /// exited.
+    fn terminate(&mut self, reason: KillReason) {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let mut main_running = false;
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(|c| !is_sidecar(c))
+            .chain(&spec.containers)
+        {
+            if self.state.current(&c.name).is_some_and(|i| i.is_running()) {
+                main_running = true;
+                self.kill(c, reason);
+            }
+        }
+        if !main_running {
+            self.stop_sidecars(reason);
+        }
+    }
+
+    /// The sidecars, one at a time from the last defined to the first: a
+    /// sidecar may serve those started after it (a proxy used by a log
+    /// shipper), so it goes after them, as it came before them.
+    fn stop_sidecars(&mut self, reason: KillReason) {
         let spec = self.pod.spec.clone().unwrap_or_default();
         for c in spec
             .init_containers
             .iter()
             .flatten()
-            .chain(&spec.containers)
+            .filter(|c| is_sidecar(c))
+            .rev()
         {
-            self.kill(c, reason);
+            if self.state.current(&c.name).is_some_and(|i| i.is_running()) {
+                self.kill(c, reason); // nothing if already being stopped
+                return; // the ones before it wait for it
+            }
         }
+    }
+    // ANCHOR_END: terminate
+
+    /// The grace period for stopping `c`: for a pod being deleted or
+    /// completed, what is left of the one period that began when the
+    /// kubelet started to stop the pod (upstream subtracts the time a
+    /// sidecar waited for its turn), never less than the 2-second minimum.
+    fn grace(&self, c: &Container, reason: KillReason) -> Duration {
+        let full = grace_period(self.pod, c, reason);
+        let Some((started_for, started)) = self.state.termination_started else {
+            return full;
+        };
+        if started_for != reason {
+            return full;
+        }
+        let elapsed = self
+            .now
+            .duration_since(started)
+            .try_into()
+            .unwrap_or(Duration::ZERO);
+        full.saturating_sub(elapsed).max(MINIMUM_GRACE_PERIOD)
     }
 
     fn kill(&mut self, c: &Container, reason: KillReason) {
@@ -308,7 +367,7 @@ impl Planner<'_> {
         self.actions.push(Action::KillContainer {
             container: c.name.clone(),
             id: inst.id.clone(),
-            grace_period: grace_period(self.pod, c, reason),
+            grace_period: self.grace(c, reason),
             pre_stop,
             reason,
             message,

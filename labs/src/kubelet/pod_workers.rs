@@ -482,7 +482,9 @@ pub(super) async fn start_container<R: Runtime>(
         }
     };
     let config = ContainerConfig {
-        container: c.clone(),
+        // `$(VAR)` in command and args is the kubelet's to expand, from the
+        // environment it has just built: the runtime runs them as given.
+        container: super::expansion::expand_command_and_args(c, &env),
         attempt,
         image: image_ref,
         env,

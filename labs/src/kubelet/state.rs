@@ -101,6 +101,10 @@ pub struct PodRuntimeState {
     pub crash_backoff: Backoff,
     /// Image-pull backoff, keyed by image.
     pub image_backoff: Backoff,
+    /// When the kubelet began to stop the pod (deleted, or completed), and
+    /// why: every container must be stopped within one grace period
+    /// counted from here, also the sidecars stopped last.
+    pub termination_started: Option<(KillReason, Timestamp)>,
 }
 
 impl PodRuntimeState {
@@ -211,6 +215,11 @@ impl PodRuntimeState {
                         .filter(|c| &c.id == id)
                     {
                         c.killing = Some(*reason);
+                    }
+                    if matches!(reason, KillReason::PodDeleted | KillReason::PodCompleted)
+                        && self.termination_started.is_none_or(|(r, _)| r != *reason)
+                    {
+                        self.termination_started = Some((*reason, now));
                     }
                 }
                 Action::RunProbe {

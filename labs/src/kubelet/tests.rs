@@ -883,3 +883,178 @@ fn previous_instance_is_kept_and_older_ones_collected() {
     assert_eq!(dropped, [ContainerId("sim://app-2".into())]);
     assert!(garbage.is_empty());
 }
+
+/// A pod with two sidecars (`proxy`, then `logs`) before its app.
+fn pod_with_sidecars(policy: &str) -> Pod {
+    let sidecar = |name: &str| {
+        let mut c = container(name, &format!("{name}:1"));
+        c.restart_policy = Some("Always".into());
+        c
+    };
+    let mut p = pod(vec![container("app", "app:1")]);
+    let spec = p.spec.as_mut().unwrap();
+    spec.init_containers = Some(vec![sidecar("proxy"), sidecar("logs")]);
+    spec.restart_policy = Some(policy.into());
+    spec.termination_grace_period_seconds = Some(30);
+    p
+}
+
+/// The names of the containers an action list starts / kills, with the
+/// grace period of each kill.
+fn started(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StartContainer { container, .. } => Some(container.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn killed(actions: &[Action]) -> Vec<(String, u64)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::KillContainer {
+                container,
+                grace_period,
+                ..
+            } => Some((container.clone(), grace_period.as_secs())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn sidecars_start_in_order_before_the_app_and_count_in_ready() {
+    let mut n = Node::new(pod_with_sidecars("Always"));
+    let order: Vec<Vec<String>> = (0..4)
+        .map(|i| {
+            n.now = i;
+            started(&n.sync())
+        })
+        .collect();
+    assert_eq!(order, [vec!["proxy"], vec!["logs"], vec!["app"], vec![]]);
+    assert_eq!(n.phase(), "Running");
+    assert_eq!(n.cond("Ready").status, "True");
+    for name in ["proxy", "logs", "app"] {
+        assert!(n.status(name).ready, "{name}");
+    }
+    let status = n.pod.status.as_ref().unwrap();
+    assert_eq!(status.init_container_statuses.as_ref().unwrap().len(), 2);
+
+    // A sidecar that is not ready makes the pod unready (2/3 in kubectl):
+    // the status written as the crashed one is restarted says so.
+    n.now = 10;
+    n.exit("logs", 1);
+    assert_eq!(started(&n.sync()), ["logs"]);
+    assert_eq!(n.cond("Ready").status, "False");
+    assert_eq!(
+        n.cond("ContainersReady").message.as_deref(),
+        Some("containers with unready status: [logs]")
+    );
+}
+
+#[test]
+fn sidecars_restart_whatever_the_restart_policy() {
+    for policy in ["Never", "OnFailure", "Always"] {
+        let mut n = Node::new(pod_with_sidecars(policy));
+        for i in 0..3 {
+            n.now = i;
+            n.sync();
+        }
+        // The proxy exits, successfully or not: it comes back.
+        for (attempt, code) in [(1, 0), (2, 1)] {
+            n.now += 1;
+            n.exit("proxy", code);
+            let crashed_at = n.now;
+            loop {
+                if started(&n.sync()) == ["proxy"] {
+                    break;
+                }
+                n.now += 1;
+                assert!(n.now < crashed_at + 30, "{policy}: never restarted");
+            }
+            assert_eq!(n.state.current("proxy").unwrap().attempt, attempt);
+        }
+        n.sync();
+        assert_eq!(n.status("proxy").restart_count, 2, "{policy}");
+        assert_eq!(n.status("app").restart_count, 0, "{policy}");
+        assert_eq!(n.phase(), "Running", "{policy}");
+    }
+}
+
+// ANCHOR: test_sidecar_termination
+#[test]
+fn deletion_stops_the_app_then_the_sidecars_in_reverse_within_one_grace_period() {
+    let mut n = Node::new(pod_with_sidecars("Always"));
+    for i in 0..3 {
+        n.now = i;
+        n.sync();
+    }
+    n.now = 100;
+    n.pod.metadata.deletion_timestamp = Some(Time(t(130)));
+    n.pod.metadata.deletion_grace_period_seconds = Some(30);
+    // (time, who exits just before the sync, what the sync stops)
+    type Step<'a> = (i64, Option<&'a str>, Vec<(&'a str, u64)>);
+    let steps: [Step; 6] = [
+        (100, None, vec![("app", 30)]),         // the app first, alone
+        (103, None, vec![]),                    // the sidecars wait for it
+        (105, Some("app"), vec![("logs", 25)]), // then the last sidecar...
+        (106, None, vec![]),
+        (111, Some("logs"), vec![("proxy", 19)]), // ...then the first
+        (140, Some("proxy"), vec![]),
+    ];
+    for (now, exits, want) in steps {
+        n.now = now;
+        if let Some(name) = exits {
+            n.exit(name, 0);
+        }
+        let actions = n.sync();
+        let want: Vec<(String, u64)> = want.into_iter().map(|(c, g)| (c.into(), g)).collect();
+        assert_eq!(killed(&actions), want, "at {now}");
+        if now == 140 {
+            assert_eq!(actions, [Action::RemoveSandbox]);
+        }
+    }
+    assert_eq!(n.status("proxy").restart_count, 0, "not restarted");
+}
+// ANCHOR_END: test_sidecar_termination
+
+#[test]
+fn a_sidecar_whose_turn_comes_late_still_gets_the_minimum_grace() {
+    let mut n = Node::new(pod_with_sidecars("Always"));
+    for i in 0..3 {
+        n.now = i;
+        n.sync();
+    }
+    n.now = 100;
+    n.pod.metadata.deletion_timestamp = Some(Time(t(110)));
+    n.pod.metadata.deletion_grace_period_seconds = Some(10);
+    assert_eq!(killed(&n.sync()), [("app".to_string(), 10)]);
+    n.now = 110; // SIGKILLed at the end of the grace period
+    n.exit("app", 137);
+    assert_eq!(killed(&n.sync()), [("logs".to_string(), 2)]);
+}
+
+#[test]
+fn a_job_with_sidecars_completes_and_stops_them_in_reverse() {
+    let mut n = Node::new(pod_with_sidecars("Never"));
+    for i in 0..3 {
+        n.now = i;
+        n.sync();
+    }
+    n.now = 20;
+    n.exit("app", 0);
+    assert_eq!(killed(&n.sync()), [("logs".to_string(), 30)]);
+    assert_eq!(n.phase(), "Running", "while the sidecars stop");
+    n.now = 21;
+    n.exit("logs", 0);
+    assert_eq!(killed(&n.sync()), [("proxy".to_string(), 29)]);
+    n.now = 22;
+    n.exit("proxy", 143);
+    let a = n.sync();
+    assert!(started(&a).is_empty(), "nothing restarts: {a:?}");
+    assert_eq!(n.phase(), "Succeeded");
+    assert_eq!(n.cond("Ready").reason.as_deref(), Some("PodCompleted"));
+}

@@ -11,4 +11,5 @@ mod kubelet_simulated;
 mod process_runtime;
 mod proxy;
 mod service;
+mod sidecar;
 mod store_props;

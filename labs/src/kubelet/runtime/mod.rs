@@ -134,7 +134,9 @@ pub struct SandboxInfo {
 
 /// What [`Runtime::start_container`] needs (`ContainerConfig`): the spec,
 /// which attempt this is (CRI's `metadata.attempt`, the restart count), the
-/// pulled image and the resolved environment.
+/// pulled image and the resolved environment. As in the CRI, the spec's
+/// `command` and `args` arrive with `$(VAR)` already expanded by the
+/// kubelet.
 #[derive(Clone, Debug)]
 pub struct ContainerConfig {
     pub container: Container,

@@ -7,6 +7,23 @@
 //! the way an image that does not exist fails on a real node: `ErrImagePull`,
 //! then `ImagePullBackOff` — the official tutorial's broken-version moment.
 //!
+//! The container's `command` and `args` work as with the real image, whose
+//! `ENTRYPOINT` is `/demo-app` ([`demo_app_argv`]): `args` alone are the
+//! entrypoint's arguments, so `args: [proxy, --listen, ..., --to, ...]`
+//! runs the proxy sidecar; a `command` must name `/demo-app`, the only
+//! program in the image. Without either, the app serves on the pod's
+//! address, as above.
+//!
+//! **No network namespaces.** On a real node the containers of a pod share
+//! one network namespace, so an app reaches its sidecar at `127.0.0.1`
+//! (the Cloud SQL Auth Proxy on GKE listens there). Here every process
+//! shares the host's network, and `127.0.0.1:5432` would be one port for
+//! all pods of the machine. So the **pod's own address stands in for
+//! localhost**: a sidecar listens on `$(POD_IP):5432` and the app's
+//! `DB_HOST` is the pod IP, both from the downward API (`status.podIP`).
+//! What the image's `ENV LISTEN=0.0.0.0:8080` means in a container becomes
+//! `LISTEN=<pod IP>:<port>` here, for the same reason.
+//!
 //! What a real runtime isolates, this one does not: the process shares the
 //! host's filesystem, users and network namespace. What it keeps is what
 //! the lessons need:
@@ -104,6 +121,49 @@ fn demo_app_tag(image: &str) -> Option<&str> {
     let repo = repo.strip_prefix("docker.io/").unwrap_or(repo);
     (repo == DEMO_APP_REPOSITORY && !tag.is_empty()).then_some(tag)
 }
+
+/// The image's `ENTRYPOINT`: the one program in `workbook/demo-app`.
+pub const DEMO_APP_ENTRYPOINT: &str = "/demo-app";
+
+// ANCHOR: demo_app_argv
+/// The arguments for `<exe> app …` that run `container`, following
+/// Kubernetes' rules for an image whose `ENTRYPOINT` is `/demo-app` and
+/// which has no `CMD`:
+///
+/// * no `command`, no `args`: the entrypoint alone — the app serving on the
+///   pod's address (`--listen <pod IP>:<port> --app-version <tag>`);
+/// * `args` only: the entrypoint with these arguments (`proxy --listen …`);
+/// * `command` (and `args`): `command[0]` must be `/demo-app`, the rest of
+///   `command` then `args` are its arguments. Any other program does not
+///   exist in the image, and the start fails as runc's would.
+///
+/// `$(VAR)` references have been expanded by the kubelet already.
+pub fn demo_app_argv(
+    container: &k8s_openapi::api::core::v1::Container,
+    listen: &str,
+    tag: &str,
+) -> Result<Vec<String>, RuntimeError> {
+    let command = container.command.clone().unwrap_or_default();
+    let args = container.args.clone().unwrap_or_default();
+    if command.is_empty() && args.is_empty() {
+        return Ok(["--listen", listen, "--app-version", tag]
+            .map(String::from)
+            .to_vec());
+    }
+    let mut argv = Vec::new();
+    if let Some((program, rest)) = command.split_first() {
+        if program != DEMO_APP_ENTRYPOINT {
+            return Err(RuntimeError::Failed(format!(
+                "failed to create containerd task: exec: \"{program}\": executable file not \
+                 found in $PATH (the image has only {DEMO_APP_ENTRYPOINT})"
+            )));
+        }
+        argv.extend(rest.iter().cloned());
+    }
+    argv.extend(args);
+    Ok(argv)
+}
+// ANCHOR_END: demo_app_argv
 
 fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) has no memory-safety preconditions. The pid is one of
@@ -227,14 +287,20 @@ impl Runtime for ProcessRuntime {
             RuntimeError::Failed(format!("cannot run image {}", config.image.image))
         })?;
         let listen = format!("{}:{}", sandbox.ip, container_port(&config.container));
+        let argv = demo_app_argv(&config.container, &listen, tag)?;
         let mut cmd = Command::new(&self.config.exe);
-        cmd.args(["app", "--listen", &listen, "--app-version", tag])
+        cmd.arg("app")
+            .args(&argv)
             // A container sees its own environment, not the kubelet's.
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOSTNAME", &sandbox.config.name)
             .env("POD_NAME", &sandbox.config.name)
             .env("NO_COLOR", "1") // plain logs, as a log file would hold
+            // The image's own `ENV` (the container's `env` overrides it, as
+            // in Docker), with the pod's address for `0.0.0.0`.
+            .env("LISTEN", &listen)
+            .env("APP_VERSION", tag)
             .envs(config.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -421,6 +487,46 @@ impl Runtime for ProcessRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_and_args_as_for_the_image_entrypoint() {
+        use k8s_openapi::api::core::v1::Container;
+        let c = |command: &[&str], args: &[&str]| Container {
+            name: "c".into(),
+            command: (!command.is_empty()).then(|| command.iter().map(|s| s.to_string()).collect()),
+            args: (!args.is_empty()).then(|| args.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        let argv = |c: &Container| demo_app_argv(c, "127.0.1.4:8080", "v2");
+        assert_eq!(
+            argv(&c(&[], &[])).unwrap(),
+            ["--listen", "127.0.1.4:8080", "--app-version", "v2"],
+            "today's default: the app on the pod's address"
+        );
+        let proxy = [
+            "proxy",
+            "--listen",
+            "127.0.1.4:5432",
+            "--to",
+            "127.0.0.9:6000",
+        ];
+        assert_eq!(argv(&c(&[], &proxy)).unwrap(), proxy, "args alone");
+        assert_eq!(
+            argv(&c(&["/demo-app", "proxy"], &proxy[1..])).unwrap(),
+            proxy,
+            "command names the entrypoint"
+        );
+        assert_eq!(
+            argv(&c(&["/demo-app"], &["--drain-seconds", "5"])).unwrap(),
+            ["--drain-seconds", "5"]
+        );
+        let err = argv(&c(&["sh", "-c"], &["echo hi"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("exec: \"sh\": executable file not found"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn demo_app_tags() {

@@ -1,0 +1,11 @@
+//! The demo's library half: what the `demo` binary deploys, kept apart from
+//! the command line so that tests (and the book, through files the tests
+//! check) see exactly what the demo would apply.
+//!
+//! * [`gke`]: the parameters of a GKE run and the `gcloud` commands that
+//!   create Cloud SQL, the Google service account and its IAM bindings;
+//! * [`manifests`]: the Kubernetes objects of the app on GKE (the Cloud SQL
+//!   Auth Proxy as a native sidecar, Workload Identity), as YAML.
+
+pub mod gke;
+pub mod manifests;

@@ -1,0 +1,4 @@
+//! The demo crate's integration tests, one binary with a module per
+//! subject.
+
+mod gke;
