@@ -124,6 +124,10 @@ enum Bench {
     /// API server: 10,000 pod creates (in-process and over HTTP), lists and
     /// 100 concurrent watchers.
     Apiserver(labs::lab::bench::apiserver::BenchArgs),
+    /// kube-proxy (userspace mode): requests/s and p50/p99 through the
+    /// proxy vs straight to the pods; time from a pod turning not-ready to
+    /// the proxy no longer choosing it.
+    Proxy(labs::lab::bench::proxy::BenchArgs),
     /// ReplicaSet controller: scale 0 → 10,000 → 0 on the in-process
     /// cluster; time to converge and API calls made.
     Replicaset(labs::lab::bench::replicaset::BenchArgs),
@@ -264,6 +268,9 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         Lab::Bench {
             which: Bench::Apiserver(args),
         } => labs::lab::bench::apiserver::run(args).await,
+        Lab::Bench {
+            which: Bench::Proxy(args),
+        } => labs::lab::bench::proxy::run(args).await,
         Lab::Bench {
             which: Bench::Replicaset(args),
         } => labs::lab::bench::replicaset::run(args).await,

@@ -26,6 +26,10 @@ use crate::machinery::workqueue::{Action, WorkQueue, run_controller};
 /// The component name on the Events it writes, as in Kubernetes.
 pub const COMPONENT: &str = "endpointslice-controller";
 
+/// When the slice cache is older than our own writes, look again after
+/// this long (the watch event usually comes first).
+const STALE_CACHE_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// How many Services are synced at once (`--concurrent-service-endpoint-syncs`).
 pub const DEFAULT_WORKERS: usize = 5;
 
@@ -227,9 +231,9 @@ impl EventHandler<EndpointSlice> for SliceEvents {
 /// Why: the cache lags behind our own writes. A sync that runs right after
 /// we created a slice, but before the watch delivered it, would see "no
 /// slice" and create a second one. So every write is recorded here, and a
-/// sync whose cache is older than what we wrote gives up with an error: the
-/// work queue retries it a few milliseconds later (backoff), by which time
-/// the watch has caught up.
+/// sync whose cache is older than what we wrote does nothing: the watch
+/// event that brings our write queues the Service again. (Upstream returns
+/// an error and lets the queue's backoff retry; the effect is the same.)
 ///
 /// Upstream compares `metadata.generation`; the labs' store gives every
 /// write a larger resourceVersion (the etcd revision), so we compare those.
@@ -334,7 +338,10 @@ impl Shared {
             .map(|s| (*s).clone())
             .collect();
         if self.tracker().stale(key, &slices) {
-            anyhow::bail!("the EndpointSlice cache is older than our last write; retrying");
+            // Our own write is on its way through the watch; its event
+            // queues this Service again. The requeue is only a safety net.
+            tracing::debug!(%key, "EndpointSlice cache older than our last write; waiting");
+            return Ok(Action::RequeueAfter(STALE_CACHE_RETRY));
         }
         let pods = self
             .pods

@@ -243,7 +243,9 @@ fn ready_to_not_ready_to_terminating_to_gone_updates_one_slice_in_place() {
     let svc = service(json!({}));
     let mut slices = apply(&[], &reconcile(&svc, &[pod(1, true), pod(2, true)], &[]));
     let name = slices[0].metadata.name.clone();
-    let steps: [(Vec<Pod>, Vec<(&str, bool, bool, bool)>); 3] = [
+    /// (address, ready, serving, terminating)
+    type Conditions<'a> = Vec<(&'a str, bool, bool, bool)>;
+    let steps: [(Vec<Pod>, Conditions); 3] = [
         (
             vec![pod(1, false), pod(2, true)],
             vec![
