@@ -80,8 +80,14 @@ pub(super) fn before_update(
     }
     defaults::apply_defaults(r.kind, &mut new);
     // generation moves only when the desired state (spec) moves; this is
-    // what `status.observedGeneration` is compared with.
-    if r.has_generation && new.get("spec") != old.get("spec") {
+    // what `status.observedGeneration` is compared with. An EndpointSlice
+    // has no spec: its endpoints and ports are what it says (upstream's
+    // endpointslice strategy compares the whole object the same way).
+    let desired = |o: &Value| match r.kind {
+        "EndpointSlice" => json!([o.get("addressType"), o.get("endpoints"), o.get("ports")]),
+        _ => o.get("spec").cloned().unwrap_or(Value::Null),
+    };
+    if r.has_generation && desired(&new) != desired(old) {
         let generation = old
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
