@@ -22,7 +22,7 @@
 //! * [`env`](mod@env): a container's environment from values, ConfigMaps, Secrets
 //!   and the downward API.
 //! * [`runtime`]: the CRI-shaped [`runtime::Runtime`] trait with the
-//!   `simulated` and `process` runtimes; [`logs`]: container logs.
+//!   `simulated`, `process` and `docker` runtimes; [`logs`]: container logs.
 //!
 //! The loop that ties them together (one per pod, like upstream's pod
 //! workers) is the plumbing's:
@@ -41,6 +41,7 @@
 pub mod actions;
 pub mod backoff;
 pub mod env;
+mod housekeeping;
 #[allow(clippy::module_inception)] // upstream's pkg/kubelet/kubelet.go
 pub mod kubelet;
 pub mod logs;
