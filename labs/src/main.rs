@@ -118,6 +118,9 @@ enum Bench {
     /// API server: 10,000 pod creates (in-process and over HTTP), lists and
     /// 100 concurrent watchers.
     Apiserver(labs::lab::bench::apiserver::BenchArgs),
+    /// Docker runtime: pod start to Ready on Docker vs the process runtime
+    /// (ratio, same run); image build cold and cached.
+    Docker(labs::lab::bench::docker::BenchArgs),
     /// ReplicaSet controller: scale 0 → 10,000 → 0 on the in-process
     /// cluster; time to converge and API calls made.
     Replicaset(labs::lab::bench::replicaset::BenchArgs),
@@ -225,6 +228,9 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         Lab::Bench {
             which: Bench::Apiserver(args),
         } => labs::lab::bench::apiserver::run(args).await,
+        Lab::Bench {
+            which: Bench::Docker(args),
+        } => labs::lab::bench::docker::run(args).await,
         Lab::Bench {
             which: Bench::Replicaset(args),
         } => labs::lab::bench::replicaset::run(args).await,
