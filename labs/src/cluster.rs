@@ -133,7 +133,9 @@ pub async fn start_docker_kubelets(
     scope: &str,
 ) -> anyhow::Result<Nodes> {
     let docker = crate::images::connect().await?;
-    println!("building the workbook's images (a cache hit when unchanged; the first time compiles a static demo-app)");
+    println!(
+        "building the workbook's images (a cache hit when unchanged; the first time compiles a static demo-app)"
+    );
     crate::images::ensure_all(&docker, &mut std::io::sink())
         .await
         .context("cannot build the workbook's images")?;

@@ -147,8 +147,11 @@ impl TestCluster {
         let api = ApiServer::new(Store::new());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        kubeconfig::write_kubeconfig(&dir.path().join("kubeconfig"), listener.local_addr().unwrap())
-            .unwrap();
+        kubeconfig::write_kubeconfig(
+            &dir.path().join("kubeconfig"),
+            listener.local_addr().unwrap(),
+        )
+        .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(api.clone().serve(listener, async {
             let _ = stopped.await;
@@ -272,8 +275,10 @@ fn ready(p: &Pod) -> bool {
 /// The Ready pods, once there are exactly `n` pods and all are Ready.
 async fn all_ready(pods: &Api<Pod>, n: usize) -> Option<Vec<Pod>> {
     let list = pods.list(&ListParams::default()).await.ok()?.items;
-    (list.len() == n && list.iter().all(ready) && list.iter().all(|p| p.metadata.deletion_timestamp.is_none()))
-        .then_some(list)
+    (list.len() == n
+        && list.iter().all(ready)
+        && list.iter().all(|p| p.metadata.deletion_timestamp.is_none()))
+    .then_some(list)
 }
 
 /// The app containers (not sandboxes) the runtime reports as running.
@@ -306,7 +311,9 @@ async fn a_deployment_runs_restarts_is_adopted_and_removed() {
     let list = wait_for("3 Ready pods", async || all_ready(&pods, 3).await).await;
     let deploy = c.kubectl(&["get", "deployment", "web"]).await;
     assert!(
-        deploy.lines().any(|l| l.starts_with("web ") && l.contains(" 3/3 ")),
+        deploy
+            .lines()
+            .any(|l| l.starts_with("web ") && l.contains(" 3/3 ")),
         "{deploy}"
     );
     let table = c.kubectl(&["get", "pods", "-o", "wide"]).await;
@@ -372,7 +379,11 @@ async fn a_deployment_runs_restarts_is_adopted_and_removed() {
     assert_eq!(last.exit_code, 137, "SIGKILL: 128 + 9");
     let table = c.kubectl(&["get", "pod", &victim_name]).await;
     let row = table.lines().nth(1).unwrap();
-    assert_eq!(row.split_whitespace().nth(3), Some("1"), "RESTARTS: {table}");
+    assert_eq!(
+        row.split_whitespace().nth(3),
+        Some("1"),
+        "RESTARTS: {table}"
+    );
     let previous = c.kubectl(&["logs", &victim_name, "--previous"]).await;
     assert!(previous.contains("demo-app listening"), "{previous}");
     let current = c.kubectl(&["logs", &victim_name]).await;
@@ -389,7 +400,11 @@ async fn a_deployment_runs_restarts_is_adopted_and_removed() {
         .collect();
     c.restart_kubelet().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(running_ids(&c.runtime).await, before, "adopted, not restarted");
+    assert_eq!(
+        running_ids(&c.runtime).await,
+        before,
+        "adopted, not restarted"
+    );
     let all_after: BTreeSet<String> = scoped(&docker, &scope)
         .await
         .into_iter()
@@ -415,8 +430,10 @@ async fn a_deployment_runs_restarts_is_adopted_and_removed() {
     c.restart_kubelet().await;
     wait_for("the orphan's containers removed", async || {
         let left = scoped(&docker, &scope).await;
-        (!left.iter().any(|c| c.labels.as_ref().unwrap()["io.kubernetes.pod.uid"] == gone_uid))
-            .then_some(())
+        (!left
+            .iter()
+            .any(|c| c.labels.as_ref().unwrap()["io.kubernetes.pod.uid"] == gone_uid))
+        .then_some(())
     })
     .await;
     wait_for("3 Ready pods again", async || all_ready(&pods, 3).await).await;
@@ -488,7 +505,8 @@ async fn an_image_no_registry_has_backs_off_with_the_engines_message() {
     // Nothing ran but the pause container.
     let containers = scoped(&docker, &scope).await;
     assert_eq!(containers.len(), 1, "{containers:#?}");
-    c.kubectl(&["delete", "pod", "missing", "--wait=true"]).await;
+    c.kubectl(&["delete", "pod", "missing", "--wait=true"])
+        .await;
     wait_for("no containers", async || {
         scoped(&docker, &scope).await.is_empty().then_some(())
     })

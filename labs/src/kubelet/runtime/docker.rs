@@ -316,14 +316,14 @@ impl DockerRuntime {
     }
 
     async fn inspect(&self, id: &str) -> Result<ContainerStatus, RuntimeError> {
-        let inspect = self
-            .docker
-            .inspect_container(id, None)
-            .await
-            .map_err(|e| match status_code(&e) {
-                Some(404) => RuntimeError::NotFound(ContainerId(format!("docker://{id}"))),
-                _ => failed("cannot inspect container", e),
-            })?;
+        let inspect =
+            self.docker
+                .inspect_container(id, None)
+                .await
+                .map_err(|e| match status_code(&e) {
+                    Some(404) => RuntimeError::NotFound(ContainerId(format!("docker://{id}"))),
+                    _ => failed("cannot inspect container", e),
+                })?;
         let status = Self::status_of(&inspect)
             .ok_or_else(|| RuntimeError::Failed(format!("container {id} has no labels")))?;
         self.inspected
@@ -635,7 +635,11 @@ impl Runtime for DockerRuntime {
     async fn stop_container(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
         let t = grace.as_secs_f64().ceil() as i32;
         let options = StopContainerOptionsBuilder::default().t(t).build();
-        match self.docker.stop_container(docker_id(id), Some(options)).await {
+        match self
+            .docker
+            .stop_container(docker_id(id), Some(options))
+            .await
+        {
             Ok(()) => Ok(()),
             // 304: it had stopped already.
             Err(e) if status_code(&e) == Some(304) => Ok(()),
@@ -736,7 +740,9 @@ impl Runtime for DockerRuntime {
                 .await
                 .map_err(|e| failed("cannot exec", e))?;
             let mut output = String::new();
-            if let StartExecResults::Attached { output: mut out, .. } = self
+            if let StartExecResults::Attached {
+                output: mut out, ..
+            } = self
                 .docker
                 .start_exec(&exec.id, None)
                 .await

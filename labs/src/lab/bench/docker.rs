@@ -172,7 +172,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // probe, which lands on the probe period's 1 s grid: a container
     // whose app is not listening yet at the first probe waits a second.
     for (what, pick) in [
-        ("running", (|t: &(Duration, Duration)| t.0) as fn(&(Duration, Duration)) -> Duration),
+        (
+            "running",
+            (|t: &(Duration, Duration)| t.0) as fn(&(Duration, Duration)) -> Duration,
+        ),
         ("Ready", |t| t.1),
     ] {
         let p: Vec<Duration> = process_times.iter().map(pick).collect();
