@@ -24,6 +24,7 @@ use crate::controllers::nodelifecycle::controller::{
     self as nodelifecycle, NodeLifecycleController,
 };
 use crate::kubelet::Clock;
+use crate::kubelet::runtime::docker::{DockerConfig, DockerRuntime};
 use crate::kubelet::runtime::process::{ProcessConfig, ProcessRuntime};
 use crate::kubelet::runtime::simulated::{SimulatedConfig, SimulatedRuntime};
 use crate::kubelet::runtime::{LoopbackIpam, Runtime};
@@ -85,6 +86,9 @@ pub enum RuntimeKind {
     /// `workbook/demo-app:<tag>` runs as a child process on the pod's own
     /// loopback address.
     Process,
+    /// Real containers on the Docker engine (`DOCKER_HOST` or the local
+    /// socket): one pause container per pod, as dockershim ran them.
+    Docker,
 }
 
 /// The nodes of `labs cluster`.
@@ -94,30 +98,49 @@ pub struct NodeOptions {
     pub runtime: RuntimeKind,
 }
 
+/// The kubelets of a cluster, and the Docker runtimes among them (whose
+/// containers outlive the process unless removed).
+pub struct Nodes {
+    pub kubelets: Vec<Kubelet>,
+    pub docker: Vec<Arc<DockerRuntime>>,
+}
+
+impl Nodes {
+    /// Stops the kubelets, then removes the Docker runtime's containers:
+    /// a cluster that ends leaves nothing running on the engine.
+    pub async fn stop(self) {
+        for kubelet in self.kubelets {
+            kubelet.stop().await;
+        }
+        for runtime in self.docker {
+            runtime.remove_all().await;
+        }
+    }
+}
+
 /// One kubelet per node `node-1..N`, all sharing one address allocator (so
 /// pod IPs are unique across the cluster), each registered with the API
 /// server for `kubectl logs`.
-fn start_kubelets(api: &ApiServer, opts: NodeOptions) -> anyhow::Result<Vec<Kubelet>> {
+pub async fn start_kubelets(api: &ApiServer, opts: NodeOptions) -> anyhow::Result<Nodes> {
     let client = api.client();
-    match opts.runtime {
-        RuntimeKind::Simulated => Ok(start_simulated_kubelets(
-            api,
-            &client,
-            opts.nodes,
-            SimulatedConfig::default(),
-        )),
+    let kubelets = match opts.runtime {
+        RuntimeKind::Simulated => {
+            start_simulated_kubelets(api, &client, opts.nodes, SimulatedConfig::default())
+        }
         RuntimeKind::Process => {
             let exe = ProcessConfig::current_exe()
                 .context("cannot find the labs executable to run containers")?;
-            Ok(start_process_kubelets(
-                api,
-                &client,
-                opts.nodes,
-                exe,
-                LoopbackIpam::default(),
-            ))
+            start_process_kubelets(api, &client, opts.nodes, exe, LoopbackIpam::default())
         }
-    }
+        RuntimeKind::Docker => {
+            let docker = start_docker_kubelets(api, &client, opts.nodes, "").await?;
+            return Ok(docker);
+        }
+    };
+    Ok(Nodes {
+        kubelets,
+        docker: Vec::new(),
+    })
 }
 
 /// Kubelets `node-1..N` on the process runtime: `workbook/demo-app` images
@@ -134,6 +157,49 @@ pub fn start_process_kubelets(
         Arc::new(ProcessRuntime::new(config.clone(), clock, ipam))
     })
 }
+
+// ANCHOR: docker_nodes
+/// Kubelets `node-1..N` on the Docker runtime. The images come first: the
+/// kubelet only pulls, and `workbook/demo-app:<tag>` and the pause image
+/// exist on no registry, so they are built here (a cache hit when
+/// unchanged). `scope` prefixes the `workbook.node` label, keeping the
+/// containers of two clusters on one engine apart (tests use it).
+pub async fn start_docker_kubelets(
+    api: &ApiServer,
+    client: &kube::Client,
+    nodes: usize,
+    scope: &str,
+) -> anyhow::Result<Nodes> {
+    let docker = crate::images::connect().await?;
+    println!(
+        "building the workbook's images (a cache hit when unchanged; the first time compiles a static demo-app)"
+    );
+    crate::images::ensure_all(&docker, &mut std::io::sink())
+        .await
+        .context("cannot build the workbook's images")?;
+    let mut runtimes = Vec::new();
+    let kubelets = start_nodes(
+        api,
+        client,
+        nodes,
+        LoopbackIpam::default(),
+        |_clock, ipam| {
+            let node = format!("{scope}node-{}", runtimes.len() + 1);
+            let runtime = Arc::new(DockerRuntime::new(
+                docker.clone(),
+                DockerConfig::new(node),
+                ipam,
+            ));
+            runtimes.push(Arc::clone(&runtime));
+            runtime
+        },
+    );
+    Ok(Nodes {
+        kubelets,
+        docker: runtimes,
+    })
+}
+// ANCHOR_END: docker_nodes
 
 /// Kubelets `node-1..N` on the simulated runtime, all with the same
 /// `config` (how containers behave), talking to the API through `client`.
@@ -331,11 +397,15 @@ pub async fn run(
     kubeconfig::write_kubeconfig(kubeconfig_path, addr)
         .with_context(|| format!("cannot write the kubeconfig {}", kubeconfig_path.display()))?;
     let components = Components::start(&api, options);
-    let kubelets = if options.without.contains(&Component::Kubelet) {
-        Vec::new()
+    let nodes_running = if options.without.contains(&Component::Kubelet) {
+        Nodes {
+            kubelets: Vec::new(),
+            docker: Vec::new(),
+        }
     } else {
-        start_kubelets(&api, nodes)?
+        start_kubelets(&api, nodes).await?
     };
+    let kubelets = &nodes_running.kubelets;
     // One kube-proxy per node. All the nodes are this machine, so they share
     // the cluster IPs (SO_REUSEPORT); any one of them would do.
     let proxies: Vec<KubeProxy> = if options.without.contains(&Component::Proxy) {
@@ -377,9 +447,7 @@ pub async fn run(
         proxy.stop().await;
     }
     components.shutdown().await?;
-    for kubelet in kubelets {
-        kubelet.stop().await;
-    }
+    nodes_running.stop().await;
     println!("cluster stopped");
     Ok(())
 }

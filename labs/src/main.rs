@@ -128,6 +128,9 @@ enum Bench {
     /// proxy vs straight to the pods; time from a pod turning not-ready to
     /// the proxy no longer choosing it.
     Proxy(labs::lab::bench::proxy::BenchArgs),
+    /// Docker runtime: pod start to Ready on Docker vs the process runtime
+    /// (ratio, same run); image build cold and cached.
+    Docker(labs::lab::bench::docker::BenchArgs),
     /// ReplicaSet controller: scale 0 → 10,000 → 0 on the in-process
     /// cluster; time to converge and API calls made.
     Replicaset(labs::lab::bench::replicaset::BenchArgs),
@@ -271,6 +274,9 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         Lab::Bench {
             which: Bench::Proxy(args),
         } => labs::lab::bench::proxy::run(args).await,
+        Lab::Bench {
+            which: Bench::Docker(args),
+        } => labs::lab::bench::docker::run(args).await,
         Lab::Bench {
             which: Bench::Replicaset(args),
         } => labs::lab::bench::replicaset::run(args).await,

@@ -243,6 +243,7 @@ pub(super) async fn watch_pods<R: Runtime>(s: Arc<Shared<R>>) {
     let mut workers: HashMap<String, watch::Sender<PodUpdate>> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
     let mut tasks = Vec::new();
+    let mut first_list = true;
     loop {
         let event = tokio::select! {
             _ = s.shutdown.cancelled() => break,
@@ -266,6 +267,14 @@ pub(super) async fn watch_pods<R: Runtime>(s: Arc<Shared<R>>) {
                     if !listed.contains(uid) {
                         tx.send_modify(|u| u.gone = true);
                     }
+                }
+                // After a (re)start: what runs for pods that are gone.
+                if std::mem::take(&mut first_list) {
+                    let known = listed.iter().chain(workers.keys()).cloned().collect();
+                    tasks.push(tokio::spawn(super::housekeeping::remove_orphaned_pods(
+                        Arc::clone(&s),
+                        known,
+                    )));
                 }
                 continue;
             }

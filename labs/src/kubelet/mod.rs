@@ -23,7 +23,7 @@
 //!   and the downward API; [`expansion`]: `$(VAR)` in values, `command` and
 //!   `args`.
 //! * [`runtime`]: the CRI-shaped [`runtime::Runtime`] trait with the
-//!   `simulated` and `process` runtimes; [`logs`]: container logs.
+//!   `simulated`, `process` and `docker` runtimes; [`logs`]: container logs.
 //!
 //! The loop that ties them together (one per pod, like upstream's pod
 //! workers) is the plumbing's:
@@ -43,6 +43,7 @@ pub mod actions;
 pub mod backoff;
 pub mod env;
 pub mod expansion;
+mod housekeeping;
 #[allow(clippy::module_inception)] // upstream's pkg/kubelet/kubelet.go
 pub mod kubelet;
 pub mod lifecycle;

@@ -410,13 +410,3 @@ fn compose_file_describes_the_labs_pair() {
         Some("service_healthy")
     );
 }
-
-/// The image half of `labs bench docker` (run by hand:
-/// `cargo test -p labs --test it docker::bench -- --ignored --nocapture`).
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "a benchmark, not a test"]
-async fn bench_image_build() {
-    let _engine = ENGINE.lock().await;
-    let Some(_) = engine().await else { return };
-    images::run_bench(5, &mut std::io::stdout()).await.unwrap();
-}

@@ -5,6 +5,7 @@
 //! labs (`labs/src/lab/tests`).
 
 mod docker;
+mod docker_runtime;
 mod kubelet_prestop;
 mod kubelet_process;
 mod kubelet_simulated;

@@ -49,6 +49,7 @@ async fn start_pod(rt: &ProcessRuntime, name: &str, port: u16) -> (SandboxInfo, 
             namespace: "default".into(),
             uid: format!("uid-{name}"),
             annotations: BTreeMap::new(),
+            ports: vec![port],
         })
         .await
         .unwrap();

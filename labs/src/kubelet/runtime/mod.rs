@@ -12,13 +12,16 @@
 //!   crashes, readiness are configured; thousands of pods cost nothing.
 //! * [`process::ProcessRuntime`]: runs the workload (`demo-app`) as a child
 //!   process on the pod's own loopback address; probes are real HTTP.
-//! * a Docker runtime (through bollard) comes later and fits the same trait.
+//! * [`docker::DockerRuntime`]: real containers through the Docker Engine
+//!   API (bollard), one pause container per pod holding its network, as
+//!   dockershim did.
 //!
 //! What the CRI has and we leave out: a separate `CreateContainer` (our
 //! [`Runtime::start_container`] creates and starts), `Attach`,
 //! `PortForward`, streaming `Exec`, stats, `UpdateContainerResources`,
 //! checkpoints and the image-service listing calls.
 
+pub mod docker;
 pub mod process;
 pub mod simulated;
 
@@ -101,14 +104,19 @@ pub enum RuntimeError {
 }
 
 /// What the runtime needs to know about a pod to create its sandbox
-/// (`PodSandboxConfig`): who it is, and its annotations (the simulated
-/// runtime reads its instructions there).
+/// (`PodSandboxConfig`): who it is, its annotations (the simulated runtime
+/// reads its instructions there) and the ports its containers declare
+/// (CRI's `port_mappings`: the Docker runtime publishes them on the pod's
+/// address).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SandboxConfig {
     pub name: String,
     pub namespace: String,
     pub uid: String,
     pub annotations: BTreeMap<String, String>,
+    /// Every container's TCP ports ([`container_port`]: 8080 for a
+    /// container that declares none), sorted, without duplicates.
+    pub ports: Vec<u16>,
 }
 
 impl SandboxConfig {
@@ -119,8 +127,38 @@ impl SandboxConfig {
             namespace: m.namespace.clone().unwrap_or_else(|| "default".into()),
             uid: m.uid.clone().unwrap_or_default(),
             annotations: m.annotations.clone().unwrap_or_default(),
+            ports: pod_ports(pod),
         }
     }
+}
+
+/// The TCP ports a pod's containers listen on, as far as the spec says.
+fn pod_ports(pod: &Pod) -> Vec<u16> {
+    let Some(spec) = &pod.spec else {
+        return Vec::new();
+    };
+    let mut ports: Vec<u16> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| {
+            let declared: Vec<u16> = c
+                .ports
+                .iter()
+                .flatten()
+                .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+                .filter_map(|p| u16::try_from(p.container_port).ok())
+                .collect();
+            if declared.is_empty() {
+                vec![container_port(c)]
+            } else {
+                declared
+            }
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }
 
 /// A pod's sandbox: on a real node the "pause" container holding the pod's
@@ -368,13 +406,22 @@ impl LoopbackIpam {
                     return Err(RuntimeError::Failed("loopback pod IPs exhausted".into()));
                 }
                 ipam.next += 1;
-                if !matches!(ip.octets()[3], 0 | 255) {
+                let claimed = ipam.by_uid.values().any(|used| *used == ip);
+                if !matches!(ip.octets()[3], 0 | 255) && !claimed {
                     break ip;
                 }
             },
         };
         ipam.by_uid.insert(pod_uid.to_string(), ip);
         Ok(ip)
+    }
+
+    /// Record that `pod_uid` already holds `ip` (a sandbox a restarted
+    /// kubelet found running), so the address is not handed out again.
+    pub fn claim(&self, pod_uid: &str, ip: Ipv4Addr) {
+        let mut ipam = self.inner.lock().unwrap();
+        ipam.free.retain(|f| *f != ip);
+        ipam.by_uid.insert(pod_uid.to_string(), ip);
     }
 
     pub fn release(&self, pod_uid: &str) {
@@ -422,6 +469,25 @@ impl Sandboxes {
 
     pub fn list(&self) -> Vec<SandboxInfo> {
         self.inner.lock().unwrap().0.values().cloned().collect()
+    }
+
+    /// An address for a sandbox whose id comes from elsewhere (the Docker
+    /// runtime's pause container): [`Sandboxes::insert`] it once made.
+    pub fn allocate_ip(&self, config: &SandboxConfig) -> Result<Ipv4Addr, RuntimeError> {
+        self.ipam.allocate(&config.uid)
+    }
+
+    /// Give back an address from [`Sandboxes::allocate_ip`] whose sandbox
+    /// could not be made.
+    pub fn release_ip(&self, config: &SandboxConfig) {
+        self.ipam.release(&config.uid)
+    }
+
+    /// Keep a sandbox made with [`Sandboxes::allocate_ip`], or one that
+    /// existed before this runtime did (adoption: its address is claimed).
+    pub fn insert(&self, info: SandboxInfo) {
+        self.ipam.claim(&info.config.uid, info.ip);
+        self.inner.lock().unwrap().0.insert(info.id.clone(), info);
     }
 
     /// `RemovePodSandbox`: the address goes back to the pool. Removing a

@@ -462,6 +462,7 @@ mod tests {
             annotations: annotation
                 .map(|a| BTreeMap::from([(SIMULATE_ANNOTATION.to_string(), a.to_string())]))
                 .unwrap_or_default(),
+            ports: vec![8080],
         }
     }
 

@@ -2,6 +2,7 @@
 //! claims belong here, not in assertions. Each prints what it measured.
 
 pub mod apiserver;
+pub mod docker;
 pub mod proxy;
 pub mod replicaset;
 pub mod rollout;
