@@ -133,7 +133,9 @@ pub async fn start_kubelets(api: &ApiServer, opts: NodeOptions) -> anyhow::Resul
             start_process_kubelets(api, &client, opts.nodes, exe, LoopbackIpam::default())
         }
         RuntimeKind::Docker => {
-            let docker = start_docker_kubelets(api, &client, opts.nodes, "").await?;
+            let docker =
+                start_docker_kubelets(api, &client, opts.nodes, "", LoopbackIpam::default())
+                    .await?;
             return Ok(docker);
         }
     };
@@ -169,6 +171,7 @@ pub async fn start_docker_kubelets(
     client: &kube::Client,
     nodes: usize,
     scope: &str,
+    ipam: LoopbackIpam,
 ) -> anyhow::Result<Nodes> {
     let docker = crate::images::connect().await?;
     println!(
@@ -178,22 +181,16 @@ pub async fn start_docker_kubelets(
         .await
         .context("cannot build the workbook's images")?;
     let mut runtimes = Vec::new();
-    let kubelets = start_nodes(
-        api,
-        client,
-        nodes,
-        LoopbackIpam::default(),
-        |_clock, ipam| {
-            let node = format!("{scope}node-{}", runtimes.len() + 1);
-            let runtime = Arc::new(DockerRuntime::new(
-                docker.clone(),
-                DockerConfig::new(node),
-                ipam,
-            ));
-            runtimes.push(Arc::clone(&runtime));
-            runtime
-        },
-    );
+    let kubelets = start_nodes(api, client, nodes, ipam, |_clock, ipam| {
+        let node = format!("{scope}node-{}", runtimes.len() + 1);
+        let runtime = Arc::new(DockerRuntime::new(
+            docker.clone(),
+            DockerConfig::new(node),
+            ipam,
+        ));
+        runtimes.push(Arc::clone(&runtime));
+        runtime
+    });
     Ok(Nodes {
         kubelets,
         docker: runtimes,

@@ -37,7 +37,10 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::apiserver::ApiServer;
-use crate::cluster::{ClusterOptions, Components, api_config, start_process_kubelets};
+use crate::cluster::{
+    ClusterOptions, Components, Nodes, RuntimeKind, api_config, start_docker_kubelets,
+    start_process_kubelets,
+};
 use crate::kubelet::runtime::LoopbackIpam;
 use crate::kubelet::runtime::process::ProcessConfig;
 use crate::proxy::proxier::{KubeProxy, ProxyOptions};
@@ -70,6 +73,10 @@ pub struct ServiceArgs {
     /// The replicas of the Deployment.
     #[arg(long, default_value_t = 3)]
     pub replicas: i32,
+    /// The kubelets' container runtime: `process` (the default: child
+    /// processes) or `docker` (real containers, a pause container per pod).
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Process)]
+    pub runtime: RuntimeKind,
     /// The executable with the hidden `app` subcommand (the `labs` binary).
     #[arg(skip)]
     pub exe: Option<std::path::PathBuf>,
@@ -87,6 +94,7 @@ impl Default for ServiceArgs {
             iptables: false,
             rps: 100,
             replicas: 3,
+            runtime: RuntimeKind::Process,
             exe: None,
             addresses: None,
         }
@@ -193,13 +201,30 @@ pub async fn run(args: &ServiceArgs, out: &mut dyn Write) -> anyhow::Result<Repo
     };
     let api = ApiServer::with_config(Store::new(), config);
     let components = Components::start(&api, &ClusterOptions::default());
-    let kubelets = start_process_kubelets(&api, &api.client(), NODES, exe, ipam);
+    let nodes = match args.runtime {
+        RuntimeKind::Process => Nodes {
+            kubelets: start_process_kubelets(&api, &api.client(), NODES, exe, ipam),
+            docker: Vec::new(),
+        },
+        RuntimeKind::Docker => {
+            // Its own label scope, so that it never touches another
+            // cluster's containers on the same engine.
+            start_docker_kubelets(&api, &api.client(), NODES, "service-lab-", ipam).await?
+        }
+        RuntimeKind::Simulated => {
+            anyhow::bail!("the Service lab needs real processes: --runtime process or docker")
+        }
+    };
     let proxies: Vec<KubeProxy> = (1..=NODES)
         .map(|i| KubeProxy::start(api.client(), format!("node-{i}"), ProxyOptions::default()))
         .collect();
     writeln!(
         out,
-        "A cluster in this process: {NODES} nodes (process runtime), controllers, scheduler, a kube-proxy per node."
+        "A cluster in this process: {NODES} nodes ({} runtime), controllers, scheduler, a kube-proxy per node.",
+        match args.runtime {
+            RuntimeKind::Docker => "docker",
+            _ => "process",
+        }
     )?;
     let result = scenario(&api, args, out).await;
     // Clean up whatever happened: delete the pods (their processes stop),
@@ -219,9 +244,7 @@ pub async fn run(args: &ServiceArgs, out: &mut dyn Write) -> anyhow::Result<Repo
         proxy.stop().await;
     }
     components.shutdown().await?;
-    for kubelet in kubelets {
-        kubelet.stop().await;
-    }
+    nodes.stop().await;
     result
 }
 

@@ -20,11 +20,11 @@ use bollard::query_parameters::{
 use labs::images::{self, ImageSpec};
 use labs::lab::docker as lab;
 
-static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The engine, or `None` when explicitly skipped. Panics with one clear
 /// line when there is no engine and no skip.
-async fn engine() -> Option<Docker> {
+pub(crate) async fn engine() -> Option<Docker> {
     if std::env::var("WORKBOOK_SKIP_DOCKER").is_ok_and(|v| v == "1") {
         eprintln!("skipped: WORKBOOK_SKIP_DOCKER=1");
         return None;

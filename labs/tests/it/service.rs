@@ -84,3 +84,35 @@ async fn without_drain_old_pods_stop_before_the_proxies_know() {
     let output = String::from_utf8(out).unwrap();
     assert!(report.errors > 0, "no request failed:\n{output}");
 }
+
+/// The same rolling update on real containers: a pause container per pod
+/// holding its 127.x address, the app joining its network, kube-proxy in
+/// front. Needs the Docker engine (see `docker.rs` for the skip variable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_the_docker_runtime_too_no_request_is_lost() {
+    if crate::docker::engine().await.is_none() {
+        return;
+    }
+    // One image build at a time on the engine (the Docker tests share it).
+    let _engine = crate::docker::ENGINE.lock().await;
+    let mut out = Vec::new();
+    let args = ServiceArgs {
+        runtime: labs::cluster::RuntimeKind::Docker,
+        addresses: Some((
+            Ipv4Addr::new(127, 0, 203, 1),
+            (Ipv4Addr::new(127, 2, 203, 0), 24),
+        )),
+        ..args()
+    };
+    let report = run(&args, &mut out).await.expect("the lab runs");
+    let output = String::from_utf8(out).unwrap();
+    assert_eq!(report.errors, 0, "{output}");
+    assert!(
+        report.versions.get("v1").copied().unwrap_or(0) > 0,
+        "{output}"
+    );
+    assert!(
+        report.versions.get("v2").copied().unwrap_or(0) > 0,
+        "{output}"
+    );
+}
