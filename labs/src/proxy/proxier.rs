@@ -50,9 +50,9 @@ pub struct ProxyOptions {
     /// this machine, so `127.0.0.1`.
     pub node_port_address: Ipv4Addr,
     /// The least time between two syncs (`--iptables-min-sync-period`, 1 s
-    /// by default upstream). A change after a quiet spell is synced at
-    /// once; a burst of changes (a rolling update) is folded into one sync
-    /// per period, because rewriting a big rule set on every event would
+    /// by default upstream). Changes after a quiet spell are synced at once
+    /// (upstream allows a burst of two); a longer burst of changes (a
+    /// rolling update) is folded into one sync per period, because rewriting a big rule set on every event would
     /// cost a real node too much. The price is a delay, and the delay is why
     /// a pod must keep serving for a while after it is told to stop (the
     /// preStop hook of the Service lab).
@@ -185,6 +185,46 @@ async fn run(
     }
 }
 
+/// A token bucket: at most `burst` syncs at once, one more per `period`.
+struct SyncLimiter {
+    period: Duration,
+    burst: u32,
+    tokens: u32,
+    refilled_at: tokio::time::Instant,
+}
+
+impl SyncLimiter {
+    fn new(period: Duration, burst: u32) -> Self {
+        SyncLimiter {
+            period,
+            burst,
+            tokens: burst,
+            refilled_at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits until a sync may run, and spends its token.
+    async fn take(&mut self) {
+        loop {
+            let now = tokio::time::Instant::now();
+            if !self.period.is_zero() {
+                while self.tokens < self.burst && now >= self.refilled_at + self.period {
+                    self.tokens += 1;
+                    self.refilled_at += self.period;
+                }
+            }
+            if self.tokens >= self.burst {
+                self.refilled_at = now;
+            }
+            if self.tokens > 0 || self.period.is_zero() {
+                self.tokens = self.tokens.saturating_sub(1);
+                return;
+            }
+            tokio::time::sleep_until(self.refilled_at + self.period).await;
+        }
+    }
+}
+
 // ANCHOR: sync
 async fn sync_loop(
     services: &Store<Service>,
@@ -195,6 +235,7 @@ async fn sync_loop(
     shutdown: &CancellationToken,
 ) {
     let mut listeners: HashMap<SocketAddrV4, Listener> = HashMap::new();
+    let mut limiter = SyncLimiter::new(options.min_sync_period, 2);
     loop {
         let ports = service_ports(&services.state(), &slices.state());
         let all_bound = sync_listeners(&mut listeners, &ports, options, shutdown);
@@ -206,16 +247,18 @@ async fn sync_loop(
                 tokio::time::sleep(RETRY_BIND).await
             }
         };
-        let last_sync = tokio::time::Instant::now();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = poke.notified() => {}
             _ = retry => {}
         }
-        // Upstream's BoundedFrequencyRunner: at most one sync per period.
+        // Upstream's BoundedFrequencyRunner: a token bucket of two syncs,
+        // refilled one per `min_sync_period`. Two changes after a quiet
+        // spell (a Service, then its first endpoints) are synced at once;
+        // a longer burst waits for the next token.
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep_until(last_sync + options.min_sync_period) => {}
+            _ = limiter.take() => {}
         }
     }
     for listener in listeners.into_values() {
@@ -379,3 +422,26 @@ fn reset(client: TcpStream) {
     drop(client);
 }
 // ANCHOR_END: accept_loop
+
+#[cfg(test)]
+mod limiter_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn two_syncs_at_once_then_one_per_period() {
+        let start = tokio::time::Instant::now();
+        let mut limiter = SyncLimiter::new(Duration::from_secs(1), 2);
+        let mut at = Vec::new();
+        for _ in 0..4 {
+            limiter.take().await;
+            at.push((tokio::time::Instant::now() - start).as_millis());
+        }
+        assert_eq!(at, [0, 0, 1000, 2000]);
+        // After a quiet spell the bucket is full again: a burst of two.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let quiet = tokio::time::Instant::now();
+        limiter.take().await;
+        limiter.take().await;
+        assert_eq!(tokio::time::Instant::now(), quiet);
+    }
+}
