@@ -408,9 +408,12 @@ impl Lab<'_> {
         );
         say!(
             self,
-            "Ready is only reported so; taking it out of a Service is kube-proxy's job"
+            "Ready is only reported so; taking it out of a Service is the EndpointSlice"
         );
-        say!(self, "(a later lab).");
+        say!(
+            self,
+            "controller's job, and kube-proxy follows (the Services lab)."
+        );
         Ok(())
     }
 
@@ -549,7 +552,10 @@ impl Lab<'_> {
             self,
             "  node every 10 s. Without renewals, the node lifecycle controller would mark"
         );
-        say!(self, "  node-1 NotReady.");
+        say!(
+            self,
+            "  node-1's Ready condition Unknown (kubectl shows NotReady)."
+        );
         Ok(())
     }
 

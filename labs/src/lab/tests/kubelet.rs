@@ -51,7 +51,9 @@ async fn the_book_shows_the_real_output() {
     crate::lab::kubelet::run(&mut out).await.unwrap();
     let output = String::from_utf8(out).unwrap();
     assert!(
-        chapter.contains(&format!("$ cargo run -p labs -- kubelet\n{output}```\n")),
+        chapter.contains(&format!(
+            "cargo run -p labs -- kubelet\n```\n\n```text\n{output}```\n"
+        )),
         "book/src/kubelet.md must show the output of `cargo run -p labs -- kubelet`:\n{output}"
     );
 }

@@ -41,7 +41,7 @@ async fn the_book_shows_the_real_output() {
     let output = transcript().await;
     assert!(
         chapter.contains(&format!(
-            "$ cargo run -p labs -- node-failure\n{output}```\n"
+            "cargo run -p labs -- node-failure\n```\n\n```text\n{output}```\n"
         )),
         "book/src/node-failure.md must show the output of `cargo run -p labs -- node-failure`:\n{output}"
     );

@@ -37,7 +37,9 @@ async fn the_book_shows_the_real_output() {
     crate::lab::replicaset::run(&mut out).await.unwrap();
     let output = String::from_utf8(out).unwrap();
     assert!(
-        chapter.contains(&format!("$ cargo run -p labs -- replicaset\n{output}```\n")),
+        chapter.contains(&format!(
+            "cargo run -p labs -- replicaset\n```\n\n```text\n{output}```\n"
+        )),
         "book/src/replicaset.md must show the output of `cargo run -p labs -- replicaset`:\n{output}"
     );
 }

@@ -198,14 +198,14 @@ async fn the_book_shows_the_real_output() {
     };
     let broken = render(&rollout(&broken).await.unwrap(), Format::Table);
     for (command, output) in [
-        ("labs rollout", default),
+        ("cargo run -p labs -- rollout", default),
         (
-            "labs rollout --fail-new --undo --progress-deadline-seconds 60",
+            "cargo run -p labs -- rollout --fail-new --undo --progress-deadline-seconds 60",
             broken,
         ),
     ] {
         assert!(
-            chapter.contains(&format!("$ {command}\n{output}```\n")),
+            chapter.contains(&format!("{command}\n```\n\n```text\n{output}```\n")),
             "book/src/deployment.md must show the output of `{command}`:\n{output}"
         );
     }
