@@ -42,7 +42,7 @@ async fn crud_generation_and_subresources() {
     let s = TestServer::start().await;
     let client = s.client();
     let info = client.apiserver_version().await.unwrap();
-    assert_eq!((info.major.as_str(), info.minor.as_str()), ("1", "33"));
+    assert_eq!((info.major.as_str(), info.minor.as_str()), ("1", "35"));
 
     let api = Api::<Deployment>::default_namespaced(client.clone());
     assert_eq!(

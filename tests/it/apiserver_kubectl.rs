@@ -1,6 +1,7 @@
-//! The real kubectl (1.33, through the installed dispatcher) against the lab
-//! API server on loopback. Each test starts its own server and asserts on
-//! what kubectl prints and on what the server stored.
+//! The real kubectl (`$WORKBOOK_KUBECTL` or the first on the PATH: 1.35 in
+//! CI, else the machine's dispatcher) against the lab API server on
+//! loopback. Each test starts its own server and asserts on what kubectl
+//! prints and on what the server stored.
 
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ async fn version_get_describe_and_errors() {
     let s = TestServer::start().await;
     let out = s.kubectl(&["version"]).await;
     assert!(
-        out.ok().contains("Server Version: v1.33.1"),
+        out.ok().contains("Server Version: v1.35.2"),
         "{}",
         out.stdout
     );
@@ -363,7 +364,7 @@ async fn delete_pod() {
     pods.create(&PostParams::default(), &pod).await.unwrap();
     // Not on a node: nothing to stop, so the delete is immediate.
     let out = s.kubectl(&["delete", "pod", "lonely"]).await;
-    assert_eq!(out.ok().trim(), r#"pod "lonely" deleted"#);
+    assert_eq!(out.deleted(), r#"pod "lonely" deleted"#);
     assert!(pods.get_opt("lonely").await.unwrap().is_none());
 
     // On a node: graceful. The server only marks it; a kubelet would finish.
@@ -372,7 +373,7 @@ async fn delete_pod() {
     bound.spec.as_mut().unwrap().node_name = Some("node-1".into());
     pods.create(&PostParams::default(), &bound).await.unwrap();
     let out = s.kubectl(&["delete", "pod", "bound", "--wait=false"]).await;
-    assert_eq!(out.ok().trim(), r#"pod "bound" deleted"#);
+    assert_eq!(out.deleted(), r#"pod "bound" deleted"#);
     let p = pods.get("bound").await.unwrap();
     assert!(p.metadata.deletion_timestamp.is_some());
     assert_eq!(p.metadata.deletion_grace_period_seconds, Some(30));

@@ -361,7 +361,7 @@ async fn kubectl_rollout_status_history_undo_pause_resume_restart() {
         .unwrap()
         .to_string();
     assert_eq!(
-        s.kubectl(&["delete", "pod", &victim]).await.ok().trim(),
+        s.kubectl(&["delete", "pod", &victim]).await.deleted(),
         format!(r#"pod "{victim}" deleted"#)
     );
     rollout_status(&s).await;

@@ -10,6 +10,7 @@ mod apiserver_snapshots;
 mod book;
 mod deployment_kube;
 mod deployment_kubectl;
+mod kubectl_oldest;
 mod kubelet_kubectl;
 mod node_lease;
 mod replicaset_kube;

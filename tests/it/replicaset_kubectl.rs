@@ -78,8 +78,7 @@ async fn kubectl_create_scale_and_delete_with_cascade_orphan() {
     assert_eq!(
         s.kubectl(&["delete", "rs", "web", "--cascade=orphan"])
             .await
-            .ok()
-            .trim(),
+            .deleted(),
         "replicaset.apps \"web\" deleted"
     );
     let out = s.kubectl(&["get", "rs"]).await;
@@ -115,8 +114,7 @@ async fn kubectl_delete_rs_collects_the_pods() {
     assert_eq!(
         s.kubectl(&["delete", "rs", "web", "--cascade=foreground"])
             .await
-            .ok()
-            .trim(),
+            .deleted(),
         "replicaset.apps \"web\" deleted"
     );
     // Foreground: by the time kubectl saw the ReplicaSet gone, its pods were.

@@ -19,8 +19,8 @@ use super::status::{ApiError, json_response};
 /// The Kubernetes version this server claims to be. kubectl's dispatcher
 /// picks the kubectl binary matching `minor`.
 pub const MAJOR: &str = "1";
-pub const MINOR: &str = "33";
-pub const GIT_VERSION: &str = "v1.33.1-labs";
+pub const MINOR: &str = "35";
+pub const GIT_VERSION: &str = "v1.35.2-labs";
 
 const VERBS: &[&str] = &[
     "create",

@@ -53,7 +53,7 @@ use super::{node_status::*, pod_workers::*, server::*};
 use crate::machinery::node_api::NodeLogs;
 
 /// The version `kubectl get nodes` shows.
-pub const KUBELET_VERSION: &str = "v1.33.1-labs";
+pub const KUBELET_VERSION: &str = "v1.35.2-labs";
 
 pub use crate::machinery::wellknown::NODE_LEASE_NAMESPACE;
 /// The kubelet's default `nodeLeaseDurationSeconds`.

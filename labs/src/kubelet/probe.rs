@@ -277,7 +277,7 @@ pub fn probe_action(
 
 // ANCHOR: http_probe
 /// An HTTP GET probe, as the kubelet does it: a fresh connection each time
-/// (keep-alives off), `User-Agent: kube-probe/1.33`, redirects not followed,
+/// (keep-alives off), `User-Agent: kube-probe/1.35`, redirects not followed,
 /// and any status from 200 to 399 is a success.
 pub async fn http_get(
     scheme: &str,
@@ -304,7 +304,7 @@ pub async fn http_get(
     };
     let mut req = client
         .get(&url)
-        .header("User-Agent", "kube-probe/1.33")
+        .header("User-Agent", "kube-probe/1.35")
         .header("Accept", "*/*");
     for (k, v) in headers {
         req = req.header(k, v);

@@ -204,7 +204,7 @@ async fn process_pods_run_probe_log_stop_and_are_adopted() {
             .any(|l| l.starts_with("node-1") && l.contains(" Ready ")),
         "{nodes}"
     );
-    assert!(nodes.contains("v1.33.1-labs"), "{nodes}");
+    assert!(nodes.contains("v1.35.2-labs"), "{nodes}");
     let logs = kubectl(&kc, &cache, &["logs", "web"]).await;
     assert!(logs.contains("demo-app listening"), "{logs}");
 
