@@ -213,7 +213,7 @@ impl TestCluster {
     }
 
     async fn kubectl(&self, args: &[&str]) -> String {
-        let out = tokio::process::Command::new("/usr/bin/kubectl")
+        let out = tokio::process::Command::new(crate::kubectl())
             .arg("--kubeconfig")
             .arg(self.dir.path().join("kubeconfig"))
             .arg("--cache-dir")

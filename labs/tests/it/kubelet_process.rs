@@ -89,7 +89,7 @@ fn ready(p: &Pod) -> bool {
 }
 
 async fn kubectl(kubeconfig: &std::path::Path, cache: &std::path::Path, args: &[&str]) -> String {
-    let out = tokio::process::Command::new("/usr/bin/kubectl")
+    let out = tokio::process::Command::new(crate::kubectl())
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .arg("--cache-dir")

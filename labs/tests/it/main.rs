@@ -14,3 +14,9 @@ mod proxy;
 mod service;
 mod sidecar;
 mod store_props;
+
+/// The kubectl the tests drive: `$WORKBOOK_KUBECTL`, else the first
+/// `kubectl` on the PATH (CI puts upstream kubectl 1.35 there).
+fn kubectl() -> String {
+    std::env::var("WORKBOOK_KUBECTL").unwrap_or_else(|_| "kubectl".to_string())
+}

@@ -368,7 +368,7 @@ async fn wait_for<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T
 }
 
 async fn kubectl(kubeconfig: &std::path::Path, cache: &std::path::Path, args: &[&str]) -> String {
-    let out = tokio::process::Command::new("/usr/bin/kubectl")
+    let out = tokio::process::Command::new(crate::kubectl())
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .arg("--cache-dir")
