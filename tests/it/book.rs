@@ -291,3 +291,43 @@ fn admonitions_are_mdbook_builtin_not_admonish() {
         );
     }
 }
+
+/// A chapter that shows part of a lab's snapshot by line range
+/// (`{{#include …snap:A:B}}`) must show whole steps: the range starts at a
+/// step's `== N.` header (or the lab's title line) and ends where the step
+/// ends (a blank line or the end of the file). When the lab's output gains
+/// or loses lines, this fails instead of the book quietly showing the wrong
+/// part.
+#[test]
+fn snapshot_line_ranges_show_whole_steps() {
+    let src = book_dir().join("src");
+    let mut checked = 0;
+    for name in markdown_files() {
+        let chapter = fs::read_to_string(src.join(&name)).unwrap();
+        for include in chapter.split("{{#include ").skip(1) {
+            let spec = include.split("}}").next().unwrap_or_default();
+            let Some((path, range)) = spec.split_once(".snap:") else {
+                continue;
+            };
+            let (start, end) = range.split_once(':').unwrap_or((range, ""));
+            let start: usize = start.parse().expect("a line number");
+            let snapshot =
+                fs::read_to_string(src.join(format!("{path}.snap"))).expect("the snapshot exists");
+            let lines: Vec<&str> = snapshot.lines().collect();
+            let first = lines.get(start - 1).copied().unwrap_or_default();
+            assert!(
+                first.starts_with("== ") || (start == 5 && !first.is_empty()),
+                "{name}: {spec} starts at {first:?}, not at a step's `== N.` header"
+            );
+            if let Ok(end) = end.parse::<usize>() {
+                let after = lines.get(end).copied().unwrap_or_default();
+                assert!(
+                    after.trim().is_empty(),
+                    "{name}: {spec} ends inside a step (the next line is {after:?})"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no snapshot line ranges found in the book");
+}
