@@ -43,6 +43,7 @@ use crate::cluster::{
 };
 use crate::kubelet::runtime::LoopbackIpam;
 use crate::kubelet::runtime::process::ProcessConfig;
+use crate::lab::narration::wait_until;
 use crate::proxy::proxier::{KubeProxy, ProxyOptions};
 use crate::proxy::{iptables, service_ports};
 use crate::store::Store;
@@ -289,7 +290,9 @@ async fn scenario(
         "  service/web  ClusterIP  {cluster_ip}  {SERVICE_PORT}/TCP"
     )?;
 
-    wait_for("3 ready endpoints", Duration::from_secs(30), || async {
+    let replicas = args.replicas as usize;
+    let ready_endpoints = |client: kube::Client| async move {
+        let slices: Api<EndpointSlice> = Api::default_namespaced(client);
         let list = slices
             .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
             .await?;
@@ -299,9 +302,10 @@ async fn scenario(
             .flat_map(|s| &s.endpoints)
             .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
             .count();
-        Ok(ready == args.replicas as usize)
-    })
-    .await?;
+        Ok(ready == replicas)
+    };
+    let limit = Duration::from_secs(30);
+    wait_until(&client, "3 ready endpoints", limit, ready_endpoints).await?;
     writeln!(
         out,
         "$ kubectl get endpointslices -l kubernetes.io/service-name=web"
@@ -358,15 +362,14 @@ async fn scenario(
     deployments
         .patch("web", &PatchParams::default(), &Patch::Strategic(&patch))
         .await?;
-    wait_for(
-        "the rollout to complete",
-        Duration::from_secs(60),
-        || async {
-            let d = deployments.get("web").await?;
-            Ok(rollout_complete(&d))
-        },
-    )
-    .await?;
+    let complete = |client: kube::Client| async move {
+        let d = Api::<Deployment>::default_namespaced(client)
+            .get("web")
+            .await?;
+        Ok(rollout_complete(&d))
+    };
+    let limit = Duration::from_secs(60);
+    wait_until(&client, "the rollout to complete", limit, complete).await?;
     let rollout = changed_at.elapsed();
     // Two more seconds of v2 only, then stop and wait for the last answers.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -434,19 +437,6 @@ fn rollout_complete(d: &Deployment) -> bool {
         && status.updated_replicas.unwrap_or(0) == want
         && status.replicas.unwrap_or(0) == want
         && status.available_replicas.unwrap_or(0) == want
-}
-
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut done: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + limit;
-    while !done().await? {
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }
 
 // ANCHOR: load

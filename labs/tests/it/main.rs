@@ -4,6 +4,7 @@
 //! engine. Unit tests live beside the code, the labs' transcripts beside the
 //! labs (`labs/src/lab/tests`).
 
+mod cli;
 mod docker;
 mod docker_runtime;
 mod kubelet_prestop;
