@@ -32,6 +32,7 @@
 
 pub mod paths;
 pub mod schemas;
+pub mod v2proto;
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -59,17 +60,23 @@ pub struct Document {
 
 impl Document {
     fn new(value: &Value) -> Document {
-        let json = serde_json::to_vec(value).expect("a JSON value serialises");
-        let hash = Sha512::digest(&json)
+        Document::from_bytes(serde_json::to_vec(value).expect("a JSON value serialises"))
+    }
+
+    fn from_bytes(bytes: Vec<u8>) -> Document {
+        let hash = Sha512::digest(&bytes)
             .iter()
             .map(|b| format!("{b:02X}"))
             .collect();
         Document {
-            json: Bytes::from(json),
+            json: Bytes::from(bytes),
             hash,
         }
     }
 }
+
+/// What client-go asks `/openapi/v2` for.
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 
 /// Every OpenAPI document this server serves.
 pub struct Documents {
@@ -79,6 +86,8 @@ pub struct Documents {
     pub v3_index: Document,
     /// `/openapi/v2`.
     pub v2: Document,
+    /// The same in protobuf ([`v2proto`]); `json` holds the protobuf bytes.
+    pub v2_protobuf: Document,
 }
 
 static DOCUMENTS: LazyLock<Documents> = LazyLock::new(|| {
@@ -119,10 +128,12 @@ fn build() -> Documents {
         })
         .collect();
     let all: Vec<&Resource> = RESOURCES.iter().collect();
+    let v2 = v2_document(&all);
     Documents {
         v3_index: Document::new(&json!({"paths": index})),
         v3,
-        v2: Document::new(&v2_document(&all)),
+        v2_protobuf: Document::from_bytes(v2proto::document(&v2)),
+        v2: Document::new(&v2),
     }
 }
 
@@ -164,6 +175,15 @@ pub fn v2_document(resources: &[&Resource]) -> Value {
 /// content for good); otherwise `no-cache` (ask again, with
 /// `If-None-Match`, and get 304 if nothing changed).
 fn serve(doc: &Document, headers: &HeaderMap, immutable: bool) -> Response {
+    serve_as(doc, headers, immutable, "application/json")
+}
+
+fn serve_as(
+    doc: &Document,
+    headers: &HeaderMap,
+    immutable: bool,
+    content_type: &'static str,
+) -> Response {
     let etag = format!("\"{}\"", doc.hash);
     let cache = if immutable {
         "public, immutable"
@@ -180,7 +200,7 @@ fn serve(doc: &Document, headers: &HeaderMap, immutable: bool) -> Response {
         let mut r = (StatusCode::OK, doc.json.clone()).into_response();
         r.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
+            HeaderValue::from_static(content_type),
         );
         r
     };
@@ -226,23 +246,35 @@ pub async fn v3_group_version(
     }
 }
 
-/// `GET /openapi/v2`, in JSON. client-go asks for the protobuf encoding
-/// (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`) and
-/// cannot read JSON; such a request gets 406 Not Acceptable, on which
-/// client-go gives up on v2 as it does on a 404.
+/// `GET /openapi/v2`: protobuf when the client asks for it (client-go
+/// always does), JSON otherwise; anything else is 406 Not Acceptable.
 pub async fn v2(headers: HeaderMap) -> Response {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("*/*");
-    let json_ok = accept.split(',').any(|t| {
-        let t = t.split(';').next().unwrap_or_default().trim();
-        matches!(t, "application/json" | "*/*" | "application/*" | "")
-    });
-    if !json_ok {
-        return ApiError::not_acceptable(&["application/json"]).into_response();
+    let types: Vec<&str> = accept
+        .split(',')
+        .map(|t| t.split(';').next().unwrap_or_default().trim())
+        .collect();
+    if types.contains(&V2_PROTOBUF) {
+        // Answered as `application/octet-stream`, as upstream does: the
+        // requested name, with its `@`, is no valid media type, and
+        // client-go fails on a Content-Type it cannot parse.
+        return serve_as(
+            &documents().v2_protobuf,
+            &headers,
+            false,
+            "application/octet-stream",
+        );
     }
-    serve(&documents().v2, &headers, false)
+    if types
+        .iter()
+        .any(|t| matches!(*t, "application/json" | "*/*" | "application/*" | ""))
+    {
+        return serve(&documents().v2, &headers, false);
+    }
+    ApiError::not_acceptable(&["application/json", V2_PROTOBUF]).into_response()
 }
 
 #[cfg(test)]

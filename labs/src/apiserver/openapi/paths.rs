@@ -112,16 +112,7 @@ fn body(dialect: Dialect, schema_name: &str, patch: bool) -> (Option<Value>, Vec
     let schema = dialect.reference(schema_name);
     match dialect {
         Dialect::V3 => {
-            let types: &[&str] = if patch {
-                &[
-                    "application/json-patch+json",
-                    "application/merge-patch+json",
-                    "application/strategic-merge-patch+json",
-                    "application/apply-patch+yaml",
-                ]
-            } else {
-                &["*/*"]
-            };
+            let types: &[&str] = if patch { PATCH_TYPES } else { &["*/*"] };
             let content: Map<String, Value> = types
                 .iter()
                 .map(|t| (t.to_string(), json!({"schema": schema})))
@@ -184,7 +175,11 @@ fn operation(dialect: Dialect, op: Op) -> (String, Value) {
     responses.insert("401".into(), json!({"description": "Unauthorized"}));
     o["responses"] = Value::Object(responses);
     if dialect == Dialect::V2 {
-        o["consumes"] = json!(["*/*"]);
+        o["consumes"] = if op.verb == "patch" {
+            json!(PATCH_TYPES)
+        } else {
+            json!(["*/*"])
+        };
         o["produces"] = json!([
             "application/json",
             "application/yaml",
@@ -193,6 +188,22 @@ fn operation(dialect: Dialect, op: Op) -> (String, Value) {
     }
     (op.verb.to_string(), o)
 }
+
+// ANCHOR: patch_types
+/// The patch formats a `patch` operation lists. The server also takes
+/// `application/strategic-merge-patch+json`, but it is left out on
+/// purpose: when a kind's patch operation lists it, `kubectl apply`
+/// computes its three-way strategic merge patch from these schemas, and
+/// they lack upstream's `x-kubernetes-patch-merge-key` and
+/// `x-kubernetes-patch-strategy` (k8s-openapi does not carry them), so a
+/// list such as `containers` would be replaced where it should be merged
+/// by name. Without it kubectl uses its compiled-in types, which have them.
+const PATCH_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+];
+// ANCHOR_END: patch_types
 
 const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
 const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";

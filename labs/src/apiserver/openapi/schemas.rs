@@ -16,9 +16,9 @@
 //! - each top-level kind carries `x-kubernetes-group-version-kind`: that is
 //!   how `kubectl explain deployment` finds the schema of a Deployment
 //!   among all the others;
-//! - `IntOrString` and `Quantity` are strings (`format: int-or-string`),
-//!   where schemars' output only has the `x-kubernetes-int-or-string` flag
-//!   without a type.
+//! - `IntOrString` and `Quantity` get upstream's `oneOf` of their two
+//!   types (v3) or are strings (v2), where schemars' output only has the
+//!   `x-kubernetes-int-or-string` flag.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -140,7 +140,7 @@ pub fn schemas(resources: &[&Resource], dialect: Dialect) -> Map<String, Value> 
         "io.k8s.apimachinery.pkg.api.resource.Quantity",
     ] {
         if let Some(Value::Object(schema)) = defs.get_mut(name) {
-            as_string(schema, name.ends_with("IntOrString"));
+            int_or_string(schema, dialect, name.ends_with("IntOrString"));
         }
     }
     // Sorted, as upstream's documents are, so that a document (and its
@@ -187,13 +187,32 @@ fn list_schema(r: &Resource, item: &str, dialect: Dialect) -> Value {
 
 const LIST_META: &str = "Standard list metadata: resourceVersion and continue.";
 
-/// `IntOrString` and `Quantity` are written as strings, the shape upstream
-/// publishes (`3` or `"25%"`; `"500m"` or `2`): a schema without a type
-/// would make `kubectl explain` print `<Object>` for `maxSurge`.
-fn as_string(schema: &mut Map<String, Value>, int_or_string: bool) {
-    schema.remove("x-kubernetes-int-or-string");
-    schema.insert("type".into(), json!("string"));
-    if int_or_string {
-        schema.insert("format".into(), json!("int-or-string"));
+/// `IntOrString` (`3` or `"25%"`) and `Quantity` (`"500m"` or `2`) in
+/// upstream's shapes. OpenAPI v3 says "one of these types" and has no
+/// `type` of its own, which is why `kubectl explain` names the schema
+/// instead (`maxSurge <IntOrString>`, `limits <map[string]Quantity>`),
+/// where `Time`, a plain string, prints as `<string>`. Swagger 2.0 has no
+/// `oneOf`: there both are strings, `IntOrString` with its own format.
+fn int_or_string(schema: &mut Map<String, Value>, dialect: Dialect, int_or_string: bool) {
+    match (dialect, int_or_string) {
+        (Dialect::V3, true) => {
+            schema.insert(
+                "oneOf".into(),
+                json!([{"type": "integer"}, {"type": "string"}]),
+            );
+        }
+        (Dialect::V3, false) => {
+            schema.insert(
+                "oneOf".into(),
+                json!([{"type": "string"}, {"type": "number"}]),
+            );
+        }
+        (Dialect::V2, _) => {
+            schema.remove("x-kubernetes-int-or-string");
+            schema.insert("type".into(), json!("string"));
+            if int_or_string {
+                schema.insert("format".into(), json!("int-or-string"));
+            }
+        }
     }
 }

@@ -86,16 +86,19 @@ fn kinds_carry_their_group_version_kind_and_docs() {
 }
 
 #[test]
-fn int_or_string_and_quantity_are_strings() {
+fn int_or_string_and_quantity_have_upstreams_shapes() {
     let doc = v3("apis/apps/v1");
     let s = &doc["components"]["schemas"];
     let ios = &s["io.k8s.apimachinery.pkg.util.intstr.IntOrString"];
+    assert_eq!(ios["oneOf"], json!([{"type": "integer"}, {"type": "string"}]));
+    assert!(ios.get("type").is_none(), "{ios}");
+    let q = &s["io.k8s.apimachinery.pkg.api.resource.Quantity"];
+    assert_eq!(q["oneOf"], json!([{"type": "string"}, {"type": "number"}]));
+    let time = &s["io.k8s.apimachinery.pkg.apis.meta.v1.Time"];
+    assert_eq!((&time["type"], &time["format"]), (&json!("string"), &json!("date-time")));
+    let v2: Value = serde_json::from_slice(&documents().v2.json).unwrap();
+    let ios = &v2["definitions"]["io.k8s.apimachinery.pkg.util.intstr.IntOrString"];
     assert_eq!((&ios["type"], &ios["format"]), (&json!("string"), &json!("int-or-string")));
-    assert_eq!(s["io.k8s.apimachinery.pkg.api.resource.Quantity"]["type"], "string");
-    assert_eq!(
-        s["io.k8s.apimachinery.pkg.apis.meta.v1.Time"]["format"],
-        "date-time"
-    );
 }
 
 // ANCHOR: patch_operation_test
