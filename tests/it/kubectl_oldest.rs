@@ -67,14 +67,18 @@ async fn kubectl_1_27_get_create_apply_explain_delete() {
     let out = old(&s, &["apply", "-f", "-"], Some(&typo)).await;
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(
-        out.stderr.contains(r#"strict decoding error: unknown field "spec.replicaz""#),
+        out.stderr
+            .contains(r#"strict decoding error: unknown field "spec.replicaz""#),
         "{}",
         out.stderr
     );
 
     let out = old(&s, &["explain", "deployment.spec.strategy"], None).await;
     let text = out.ok();
-    assert!(text.contains("rollingUpdate\t<RollingUpdateDeployment>"), "{text}");
+    assert!(
+        text.contains("rollingUpdate\t<RollingUpdateDeployment>"),
+        "{text}"
+    );
 
     let out = old(&s, &["delete", "deploy", "web"], None).await;
     assert_eq!(out.deleted(), "deployment.apps \"web\" deleted");

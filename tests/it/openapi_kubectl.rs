@@ -14,8 +14,14 @@ async fn explain_prints_fields_and_their_docs() {
 
     let out = s.kubectl(&["explain", "deployment.spec.strategy"]).await;
     let text = out.ok();
-    assert!(text.contains("FIELD: strategy <DeploymentStrategy>"), "{text}");
-    assert!(text.contains("rollingUpdate\t<RollingUpdateDeployment>"), "{text}");
+    assert!(
+        text.contains("FIELD: strategy <DeploymentStrategy>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rollingUpdate\t<RollingUpdateDeployment>"),
+        "{text}"
+    );
     assert!(
         text.contains("Rolling update config params. Present only if DeploymentStrategyType ="),
         "{text}"
@@ -89,7 +95,10 @@ async fn unknown_fields_are_refused_unless_validation_is_off() {
             "{verb}: {}",
             out.stderr
         );
-        assert!(api.get_opt("web").await.unwrap().is_none(), "{verb} stored it");
+        assert!(
+            api.get_opt("web").await.unwrap().is_none(),
+            "{verb} stored it"
+        );
     }
 
     // `--validate=false` is `fieldValidation=Ignore`: accepted, and the
@@ -135,8 +144,8 @@ async fn kube_rs_reads_the_documents() {
         deployment["properties"]["spec"]["allOf"][0]["$ref"],
         "#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec"
     );
-    let replicas =
-        &doc["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["replicas"];
+    let replicas = &doc["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]
+        ["replicas"];
     assert_eq!(replicas["type"], "integer");
     assert!(
         replicas["description"]

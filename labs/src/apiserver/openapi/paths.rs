@@ -93,14 +93,38 @@ fn write_params(dialect: Dialect, patch: bool) -> Vec<Value> {
 
 fn list_params(dialect: Dialect) -> Vec<Value> {
     [
-        ("labelSelector", "string", "Only objects whose labels match."),
-        ("fieldSelector", "string", "Only objects whose fields match."),
-        ("limit", "integer", "At most this many objects; `continue` gets the rest."),
+        (
+            "labelSelector",
+            "string",
+            "Only objects whose labels match.",
+        ),
+        (
+            "fieldSelector",
+            "string",
+            "Only objects whose fields match.",
+        ),
+        (
+            "limit",
+            "integer",
+            "At most this many objects; `continue` gets the rest.",
+        ),
         ("continue", "string", "The token of the previous page."),
-        ("resourceVersion", "string", "The version of the list to start from."),
+        (
+            "resourceVersion",
+            "string",
+            "The version of the list to start from.",
+        ),
         ("timeoutSeconds", "integer", "How long a watch stays open."),
-        ("watch", "boolean", "Stream changes instead of returning a list."),
-        ("allowWatchBookmarks", "boolean", "Let a watch send BOOKMARK events."),
+        (
+            "watch",
+            "boolean",
+            "Stream changes instead of returning a list.",
+        ),
+        (
+            "allowWatchBookmarks",
+            "boolean",
+            "Let a watch send BOOKMARK events.",
+        ),
     ]
     .iter()
     .map(|(n, t, d)| param(dialect, n, "query", t, d))
@@ -290,7 +314,10 @@ pub fn resource_paths(r: &Resource, schema: &str, dialect: Dialect) -> Vec<(Stri
             responses: vec![("200", "OK", STATUS)],
         },
     ];
-    out.push((collection.clone(), path_item(dialect, scope_params.clone(), ops)));
+    out.push((
+        collection.clone(),
+        path_item(dialect, scope_params.clone(), ops),
+    ));
 
     let item = format!("{collection}/{{name}}");
     let ops = vec![

@@ -111,7 +111,12 @@ pub fn schemas(resources: &[&Resource], dialect: Dialect) -> Map<String, Value> 
         defs.insert(format!("{name}List"), list_schema(r, name, dialect));
     }
     for (name, group, version, kind) in [
-        ("io.k8s.apimachinery.pkg.apis.meta.v1.Status", "", "v1", "Status"),
+        (
+            "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
+            "",
+            "v1",
+            "Status",
+        ),
         (
             "io.k8s.api.autoscaling.v1.Scale",
             "autoscaling",

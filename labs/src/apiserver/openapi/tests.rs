@@ -90,15 +90,24 @@ fn int_or_string_and_quantity_have_upstreams_shapes() {
     let doc = v3("apis/apps/v1");
     let s = &doc["components"]["schemas"];
     let ios = &s["io.k8s.apimachinery.pkg.util.intstr.IntOrString"];
-    assert_eq!(ios["oneOf"], json!([{"type": "integer"}, {"type": "string"}]));
+    assert_eq!(
+        ios["oneOf"],
+        json!([{"type": "integer"}, {"type": "string"}])
+    );
     assert!(ios.get("type").is_none(), "{ios}");
     let q = &s["io.k8s.apimachinery.pkg.api.resource.Quantity"];
     assert_eq!(q["oneOf"], json!([{"type": "string"}, {"type": "number"}]));
     let time = &s["io.k8s.apimachinery.pkg.apis.meta.v1.Time"];
-    assert_eq!((&time["type"], &time["format"]), (&json!("string"), &json!("date-time")));
+    assert_eq!(
+        (&time["type"], &time["format"]),
+        (&json!("string"), &json!("date-time"))
+    );
     let v2: Value = serde_json::from_slice(&documents().v2.json).unwrap();
     let ios = &v2["definitions"]["io.k8s.apimachinery.pkg.util.intstr.IntOrString"];
-    assert_eq!((&ios["type"], &ios["format"]), (&json!("string"), &json!("int-or-string")));
+    assert_eq!(
+        (&ios["type"], &ios["format"]),
+        (&json!("string"), &json!("int-or-string"))
+    );
 }
 
 // ANCHOR: patch_operation_test
@@ -125,7 +134,10 @@ fn the_index_links_each_document_by_its_hash() {
     let index: Value = serde_json::from_slice(&documents().v3_index.json).unwrap();
     let deploy = &index["paths"]["apis/apps/v1"]["serverRelativeURL"];
     let hash = &documents().v3["apis/apps/v1"].hash;
-    assert_eq!(deploy, &json!(format!("/openapi/v3/apis/apps/v1?hash={hash}")));
+    assert_eq!(
+        deploy,
+        &json!(format!("/openapi/v3/apis/apps/v1?hash={hash}"))
+    );
     assert_eq!(hash.len(), 128);
     assert_eq!(
         index["paths"].as_object().unwrap().len(),
@@ -137,10 +149,16 @@ fn the_index_links_each_document_by_its_hash() {
 fn v2_keeps_descriptions_beside_references() {
     let v2: Value = serde_json::from_slice(&documents().v2.json).unwrap();
     let spec = &v2["definitions"]["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"];
-    assert_eq!(spec["$ref"], "#/definitions/io.k8s.api.apps.v1.DeploymentSpec");
+    assert_eq!(
+        spec["$ref"],
+        "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+    );
     assert!(spec["description"].is_string());
     let patch = &v2["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
-    assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
+    assert_eq!(
+        patch["x-kubernetes-group-version-kind"]["kind"],
+        "Deployment"
+    );
 }
 
 /// The documents are built once per process; how long that takes is

@@ -217,7 +217,12 @@ fn schema(s: &Value) -> Msg {
         it.message(1, schema(items));
         m.message(23, it);
     }
-    for sub in obj.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+    for sub in obj
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         m.message(24, schema(sub));
     }
     if let Some(props) = obj.get("properties").and_then(Value::as_object) {
