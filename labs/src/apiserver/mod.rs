@@ -27,7 +27,8 @@
 //! | [`server`] | `k8s.io/apiserver/pkg/endpoints/installer.go` (routing) |
 //! | [`handlers`] | `k8s.io/apiserver/pkg/endpoints/handlers` and `registry/generic/registry/store.go` |
 //! | [`watch`] | `k8s.io/apiserver/pkg/endpoints/handlers/watch.go` |
-//! | [`discovery`] | `/api`, `/apis`, `/version`, `/openapi/v3` |
+//! | [`discovery`] | `/api`, `/apis`, `/version` |
+//! | [`openapi`] | `k8s.io/kube-openapi/pkg/handler3` (`/openapi/v3`, `/openapi/v2`) |
 //! | [`status`] | `k8s.io/apimachinery/pkg/api/errors` |
 
 pub mod allocator;
@@ -43,6 +44,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod kubeconfig;
 pub mod logs;
+pub mod openapi;
 pub mod request;
 pub mod resources;
 pub mod server;

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use super::ApiServer;
 use super::discovery;
 use super::handlers;
+use super::openapi;
 use super::request::{Call, Query, parse_path};
 use super::resources::Subresource;
 use super::status::ApiError;
@@ -36,11 +37,9 @@ pub fn router(api: ApiServer) -> Router {
         .route("/apis", get(discovery::api_group_list))
         .route("/api/v1", get(discovery::core_resources))
         .route("/apis/{group}/{version}", get(discovery::group_resources))
-        .route("/openapi/v3", get(discovery::openapi_v3_root))
-        .route(
-            "/openapi/v3/{*gv}",
-            get(discovery::openapi_v3_group_version),
-        )
+        .route("/openapi/v2", get(openapi::v2))
+        .route("/openapi/v3", get(openapi::v3_index))
+        .route("/openapi/v3/{*gv}", get(openapi::v3_group_version))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))

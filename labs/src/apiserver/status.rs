@@ -138,6 +138,19 @@ impl ApiError {
         )
     }
 
+    /// 406: the client asked only for encodings the server cannot write
+    /// (upstream: `NewNotAcceptableError`).
+    pub fn not_acceptable(accepted: &[&str]) -> ApiError {
+        Self::new(
+            406,
+            "NotAcceptable",
+            format!(
+                "only the following media types are accepted: {}",
+                accepted.join(", ")
+            ),
+        )
+    }
+
     pub fn too_large(limit: usize) -> ApiError {
         Self::new(
             413,
