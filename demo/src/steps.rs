@@ -260,13 +260,28 @@ impl Demo {
     /// Step 3: the service account and the Secret (and what the target's
     /// database needs), applied in order.
     pub async fn settings(&mut self, objects: &Objects) -> anyhow::Result<()> {
-        let kubectl = vec![
-            format!("kubectl create serviceaccount {APP}"),
-            format!(
-                "kubectl create secret generic {DB_SECRET} --from-literal=username=… --from-literal=password=… --from-literal=address=…"
-            ),
-        ];
+        let kubectl: Vec<String> = objects
+            .settings
+            .iter()
+            .map(|o| match o.resource.kind.as_str() {
+                "ServiceAccount" => format!("kubectl create serviceaccount {APP}"),
+                "Secret" => format!(
+                    "kubectl create secret generic {DB_SECRET} --from-literal=username=… --from-literal=password=… --from-literal=address=…"
+                ),
+                _ => format!("kubectl apply --server-side -f {}.yaml", o.describe().replace('/', "-")),
+            })
+            .collect();
         self.header(Step::Settings, &kubectl);
+        if !objects
+            .settings
+            .iter()
+            .any(|o| o.resource.kind == "ServiceAccount")
+        {
+            self.n.say(
+                "  (no ServiceAccount here: the lab API server serves none; the pods run without \
+                 one. On GKE it carries Workload Identity.)",
+            );
+        }
         for o in &objects.settings {
             self.apply_any(o).await?;
         }

@@ -42,6 +42,10 @@ pub struct Workload {
     /// no namespaces: there the pod's own IP (`status.podIP`, from the
     /// downward API) stands in for it.
     pub pod_ip_as_localhost: bool,
+    /// Whether the cluster serves ServiceAccounts. The lab API server does
+    /// not (it has no token controller or admission to give one meaning),
+    /// so locally the pods run without one; kind and GKE have them.
+    pub service_account: bool,
     /// The database: `(host:port the proxy forwards to, user, password)`;
     /// `None`: the app runs without one (and without the sidecar).
     pub database: Option<DatabaseSettings>,
@@ -65,7 +69,10 @@ impl Workload {
         image: &str,
         version: &AppVersion,
     ) -> anyhow::Result<Objects> {
-        let mut objects = vec![AnyObject::from(&self.service_account(settings)?)?];
+        let mut objects = Vec::new();
+        if self.service_account {
+            objects.push(AnyObject::from(&self.service_account(settings)?)?);
+        }
         if let Some(db) = &self.database {
             objects.push(AnyObject::from(&self.secret(settings, db)?)?);
         }
@@ -151,6 +158,7 @@ impl Workload {
             env.push(json!({"name": "STARTUP_SECONDS", "value": "3600"}));
         }
         let labels = json!({"app": APP});
+        let service_account = self.service_account.then_some(APP);
         Ok(serde_json::from_value(json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {
@@ -169,7 +177,7 @@ impl Workload {
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
-                        "serviceAccountName": APP,
+                        "serviceAccountName": service_account,
                         "terminationGracePeriodSeconds": 10,
                         "initContainers": init_containers,
                         "containers": [{

@@ -378,6 +378,7 @@ impl Target for LocalTarget {
         Workload {
             service_port: SERVICE_PORT,
             pod_ip_as_localhost: self.runtime == LocalRuntime::Process,
+            service_account: false,
             database: self.database.clone(),
         }
         .objects(settings, image, version)
