@@ -292,6 +292,14 @@ async fn step(
             let image = demo.image(&[&v.version]).await?.remove(0);
             let objects = demo.target.objects(&demo.settings, &image, &version)?;
             let (completed, took) = demo.update(&objects, &version, None).await?;
+            // On its own, a stalled rollout is a failure, as for `kubectl
+            // rollout status` (exit 1).
+            anyhow::ensure!(
+                completed,
+                "the rollout does not progress: deployment \"{}\" exceeded its progress \
+                 deadline (roll back with `demo rollback`)",
+                demo::APP
+            );
             *report = serde_json::json!({"completed": completed, "seconds": took.as_secs_f64()});
         }
         Command::Status => {

@@ -85,7 +85,7 @@ impl Step {
             }
             Step::Settings => {
                 "The app reaches its database through a proxy sidecar in its pod, as on GKE \
-                 with Cloud SQL; the pods run as their own service account, and the \
+                 with Cloud SQL; the pods run as their own service account (where the cluster serves them), and the \
                  connection settings live in a Secret, not in the image."
             }
             Step::Deploy => {

@@ -60,7 +60,8 @@ pub struct LocalOptions {
     /// chosen from the process id, so that two clusters on one machine (two
     /// learners, or parallel tests) do not share addresses.
     pub addresses: Option<(Ipv4Addr, (Ipv4Addr, u8))>,
-    /// Where `demo up` writes the kubeconfig and the state file.
+    /// Where `demo up` writes the kubeconfig and the state file
+    /// (`$DEMO_STATE_DIR`, else `$TMPDIR/workbook-demo`).
     pub state_dir: PathBuf,
     /// Use the cluster a `demo up` left running instead of starting one
     /// (the single-step commands).
@@ -72,7 +73,10 @@ impl Default for LocalOptions {
         LocalOptions {
             exe: None,
             addresses: None,
-            state_dir: std::env::temp_dir().join("workbook-demo"),
+            // DEMO_STATE_DIR: for tests, and for two local clusters at once.
+            state_dir: std::env::var_os("DEMO_STATE_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("workbook-demo")),
             attach: false,
         }
     }
