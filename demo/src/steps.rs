@@ -482,7 +482,7 @@ impl Demo {
             return Ok(());
         }
         let client = self.client()?.clone();
-        let dp = DeleteParams::foreground();
+        let dp = DeleteParams::background();
         let gone = |r: Result<_, kube::Error>| match r {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
