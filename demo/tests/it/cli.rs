@@ -8,7 +8,10 @@ fn demo(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_demo"))
         .args(args)
         // Never the state of a `demo up` running on this machine.
-        .env("DEMO_STATE_DIR", std::env::temp_dir().join("demo-cli-test-none"))
+        .env(
+            "DEMO_STATE_DIR",
+            std::env::temp_dir().join("demo-cli-test-none"),
+        )
         .env_remove("KUBECONFIG")
         .output()
         .expect("the demo binary runs")
@@ -25,8 +28,21 @@ fn stderr(out: &Output) -> String {
 #[test]
 fn help_of_every_subcommand() {
     for sub in [
-        "", "run", "up", "build", "deploy", "update", "status", "history", "rollback", "down",
-        "manifests", "plan", "bench", "completions", "man",
+        "",
+        "run",
+        "up",
+        "build",
+        "deploy",
+        "update",
+        "status",
+        "history",
+        "rollback",
+        "down",
+        "manifests",
+        "plan",
+        "bench",
+        "completions",
+        "man",
     ] {
         let args: Vec<&str> = if sub.is_empty() {
             vec!["--help"]
@@ -62,11 +78,17 @@ fn local_manifests() {
 fn completions_and_man_page_come_from_clap() {
     let bash = demo(&["completions", "bash"]);
     assert!(bash.status.success());
-    assert!(stdout(&bash).contains("rollback"), "bash completion knows the steps");
+    assert!(
+        stdout(&bash).contains("rollback"),
+        "bash completion knows the steps"
+    );
     let man = demo(&["man"]);
     assert!(man.status.success());
     let page = stdout(&man);
-    assert!(page.starts_with(".ie") || page.contains(".TH demo"), "{page}");
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH demo"),
+        "{page}"
+    );
     assert!(page.contains("bad\\-version"), "the flags are documented");
 }
 
@@ -77,7 +99,10 @@ fn one_line_error(out: &Output, expected: &str) {
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     assert!(err.starts_with("demo: "), "{err}");
     assert!(err.contains(expected), "{expected:?} in {err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -98,5 +123,8 @@ fn docker_not_reachable_is_one_line() {
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .output()
         .unwrap();
-    one_line_error(&out, "Docker engine address unix:///nonexistent/docker.sock");
+    one_line_error(
+        &out,
+        "Docker engine address unix:///nonexistent/docker.sock",
+    );
 }

@@ -96,7 +96,14 @@ fn annotation<'a>(meta: &'a kube::api::ObjectMeta, key: &str) -> Option<&'a str>
 }
 
 fn image(d: &Deployment) -> String {
-    d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
         .image
         .clone()
         .unwrap()
@@ -111,7 +118,11 @@ fn assert_rolled_back(r: &Run) {
         annotation(&r.deployment.metadata, "deployment.kubernetes.io/revision"),
         Some("3")
     );
-    assert_eq!(r.replica_sets.len(), 2, "no third ReplicaSet for the rollback");
+    assert_eq!(
+        r.replica_sets.len(),
+        2,
+        "no third ReplicaSet for the rollback"
+    );
     for rs in &r.replica_sets {
         let tag = demo::rollout::version_of(rs);
         let replicas = rs.spec.as_ref().unwrap().replicas;
@@ -195,8 +206,8 @@ async fn run_on_local_loses_no_request_and_rolls_back() {
 
     // The book shows one real run: the same lines, only what varies may
     // differ. UPDATE_GENERATED=1 writes this run instead.
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../book/src/generated/demo-run.txt");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../book/src/generated/demo-run.txt");
     if std::env::var_os("UPDATE_GENERATED").is_some() {
         std::fs::write(&path, &r.output).unwrap();
     }
@@ -215,7 +226,11 @@ async fn a_bad_version_stalls_keeps_serving_and_is_undone() {
     let r = run(LocalRuntime::Process, true, 12).await;
     let p = &r.report.probe;
     assert_eq!(r.report.rollout, "stalled", "{}", r.output);
-    assert!(r.output.contains("exceeded its progress deadline"), "{}", r.output);
+    assert!(
+        r.output.contains("exceeded its progress deadline"),
+        "{}",
+        r.output
+    );
     assert_eq!(p.errors, 0, "the old pods kept serving: {:?}", p.failures);
     assert_eq!(p.versions.keys().collect::<Vec<_>>(), ["v1"], "{p:?}");
     assert_rolled_back(&r);

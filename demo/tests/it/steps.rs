@@ -57,7 +57,12 @@ fn single_steps_against_a_cluster_demo_up_keeps_running() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| (r["revision"].as_i64().unwrap(), r["version"].as_str().unwrap()))
+            .map(|r| {
+                (
+                    r["revision"].as_i64().unwrap(),
+                    r["version"].as_str().unwrap(),
+                )
+            })
             .collect();
         assert_eq!(versions, [(2, "v2"), (3, "v1")], "{history}");
         let down = ok(demo(s, &["down"]));
@@ -66,7 +71,9 @@ fn single_steps_against_a_cluster_demo_up_keeps_running() {
         assert!(again.contains("nothing of the demo's was left"), "{again}");
     });
     // Ctrl-C for `demo up`: it stops the cluster and its processes.
-    let _ = Command::new("kill").args(["-INT", &up.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status();
     let stopped = Instant::now() + Duration::from_secs(30);
     loop {
         if up.try_wait().unwrap().is_some() {
@@ -81,5 +88,8 @@ fn single_steps_against_a_cluster_demo_up_keeps_running() {
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
-    assert!(!state.path().join("local.json").exists(), "the state file is removed");
+    assert!(
+        !state.path().join("local.json").exists(),
+        "the state file is removed"
+    );
 }
