@@ -43,6 +43,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod kubeconfig;
 pub mod logs;
+pub mod portforward;
 pub mod request;
 pub mod resources;
 pub mod server;
