@@ -626,6 +626,37 @@ mod tests {
         b << 16 | a
     }
 
+    /// The first bytes kubectl 1.35.2 sent after `Upgrade: SPDY/3.1` for
+    /// one local connection (recorded with a listener that answered 101):
+    /// the error stream's SYN_STREAM, then a PING. Its zlib header (`78 f9`)
+    /// names the dictionary by Adler-32: `e3 c6 a7 c2`.
+    const KUBECTL_1_35_SYN_STREAM_AND_PING: &[u8] = &[
+        0x80, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x3e, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x78, 0xf9, 0xe3, 0xc6, 0xa7, 0xc2, 0x02, 0x25, 0x3a, 0x70, 0x3a, 0x2b,
+        0x29, 0x4a, 0x4d, 0xcc, 0x85, 0x16, 0x25, 0xac, 0xa9, 0xa0, 0x80, 0x86, 0x14, 0xcb, 0x45,
+        0xe0, 0x1c, 0x60, 0x61, 0x60, 0x61, 0xc0, 0xc0, 0xc0, 0xc0, 0x59, 0x04, 0x89, 0xc6, 0x4c,
+        0x50, 0xf2, 0x66, 0x34, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0x80, 0x03, 0x00, 0x06, 0x00,
+        0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x01,
+    ];
+
+    #[test]
+    fn what_a_real_kubectl_sent_decodes() {
+        let mut dec = Decoder::default();
+        dec.push(KUBECTL_1_35_SYN_STREAM_AND_PING);
+        let Some(Frame::SynStream {
+            stream_id, headers, ..
+        }) = dec.next_frame().unwrap()
+        else {
+            panic!("not a SYN_STREAM");
+        };
+        assert_eq!(stream_id, 1);
+        assert_eq!(header(&headers, "streamtype"), Some("error"));
+        assert_eq!(header(&headers, "port"), Some("8080"));
+        assert_eq!(header(&headers, "requestid"), Some("0"));
+        assert_eq!(dec.next_frame(), Ok(Some(Frame::Ping { id: 1 })));
+        assert_eq!(dec.next_frame(), Ok(None));
+    }
+
     #[test]
     fn every_frame_survives_a_round_trip() {
         let frames = vec![
