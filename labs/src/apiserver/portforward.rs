@@ -397,19 +397,16 @@ async fn spdy_session(mut incoming: BoxStream<'static, Bytes>, outgoing: ByteSin
                     // kubectl resets both streams once a connection is done
                     // (`RemoveStreams`), or to abort one.
                     to_pod.remove(&stream_id);
+                    // Once both streams of a pair are reset, the pair is done.
                     if let Some(request) = request_of.remove(&stream_id)
                         && let Some(pair) = pairs.get(&request)
-                    {
-                        let others = [pair.error, pair.data];
-                        if others
+                        && [pair.error, pair.data]
                             .iter()
                             .flatten()
                             .all(|id| !request_of.contains_key(id))
-                        {
-                            if let Some(task) = pairs.remove(&request).and_then(|p| p.task) {
-                                task.abort();
-                            }
-                        }
+                        && let Some(task) = pairs.remove(&request).and_then(|p| p.task)
+                    {
+                        task.abort();
                     }
                 }
                 // kubectl's keep-alive: answer with the same id.
@@ -600,7 +597,7 @@ async fn channel_session(socket: WebSocket, target: Target, ports: Vec<u16>) {
                 Some(Ok(Message::Binary(b))) if !b.is_empty() => {
                     let ch = b[0] as usize;
                     // Only data channels carry the client's bytes.
-                    if ch % 2 == 0
+                    if ch.is_multiple_of(2)
                         && let Some(Some(tx)) = to_pod.get(ch / 2)
                     {
                         let _ = tx.send(b.slice(1..)).await;
