@@ -45,6 +45,7 @@ pub mod handlers;
 pub mod kubeconfig;
 pub mod logs;
 pub mod openapi;
+pub mod portforward;
 pub mod request;
 pub mod resources;
 pub mod server;

@@ -18,7 +18,7 @@ use axum::extract::{Request, State};
 use axum::http::{Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use bytes::Bytes;
 
 use super::ApiServer;
@@ -40,6 +40,11 @@ pub fn router(api: ApiServer) -> Router {
         .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::v3_index))
         .route("/openapi/v3/{*gv}", get(openapi::v3_group_version))
+        // The streaming subresource: an upgraded connection, not a verb.
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
+            any(super::portforward::portforward),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
