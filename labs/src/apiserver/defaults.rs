@@ -225,10 +225,18 @@ fn requests_from_limits(container: &mut Map<String, Value>) {
 fn default_pod_spec(spec: &mut Map<String, Value>) {
     // `serviceAccount` is the deprecated name of `serviceAccountName`; the
     // v1 conversion fills each from the other, so both always agree.
-    if let Some(sa) = spec.get("serviceAccount").filter(|v| v.is_string()).cloned() {
+    if let Some(sa) = spec
+        .get("serviceAccount")
+        .filter(|v| v.is_string())
+        .cloned()
+    {
         set_default(spec, "serviceAccountName", sa);
     }
-    if let Some(sa) = spec.get("serviceAccountName").filter(|v| v.is_string()).cloned() {
+    if let Some(sa) = spec
+        .get("serviceAccountName")
+        .filter(|v| v.is_string())
+        .cloned()
+    {
         spec.insert("serviceAccount".into(), sa);
     }
     set_default(spec, "dnsPolicy", json!("ClusterFirst"));

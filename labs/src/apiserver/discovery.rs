@@ -110,7 +110,11 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     let mut out = Vec::new();
     for r in rs {
         // A review (nothing stored) can only be created, as upstream lists it.
-        let verbs = if r.is_virtual() { &["create"][..] } else { VERBS };
+        let verbs = if r.is_virtual() {
+            &["create"][..]
+        } else {
+            VERBS
+        };
         let mut main = json!({
             "name": r.plural,
             "singularName": r.singular,

@@ -121,8 +121,7 @@ fn service_account_admission(
         api.store().get(&r.key(ns, n)).is_some()
     };
     // A missing namespace is NamespaceLifecycle's to report (404), later.
-    if name == DEFAULT_SERVICE_ACCOUNT || !exists(nsr, None, ns) || exists(sar, Some(ns), &name)
-    {
+    if name == DEFAULT_SERVICE_ACCOUNT || !exists(nsr, None, ns) || exists(sar, Some(ns), &name) {
         return Ok(());
     }
     let why = format!(

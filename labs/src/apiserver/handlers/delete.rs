@@ -83,8 +83,7 @@ pub(super) fn delete_options_from(body: &Value) -> Result<DeleteOptions, ApiErro
                     kind: FieldErrorKind::NotSupported,
                     field: "propagationPolicy".into(),
                     bad_value: Some(json!(p)),
-                    detail: "supported values: \"Foreground\", \"Background\", \"Orphan\""
-                        .into(),
+                    detail: "supported values: \"Foreground\", \"Background\", \"Orphan\"".into(),
                 }],
             ));
         }

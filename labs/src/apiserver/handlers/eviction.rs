@@ -253,9 +253,7 @@ fn check_and_decrement(
             return Ok(Write::Keep(pdb));
         }
         let status = pdb["status"].as_object_mut().expect("status was just set");
-        let disrupted = status
-            .entry("disruptedPods")
-            .or_insert_with(|| json!({}));
+        let disrupted = status.entry("disruptedPods").or_insert_with(|| json!({}));
         if !disrupted.is_object() {
             *disrupted = json!({});
         }
@@ -428,13 +426,19 @@ mod tests {
 
     #[test]
     fn a_refusal_names_the_budget_and_its_counts() {
-        let e = too_many_requests(0, "The disruption budget web needs 2 healthy pods and has 2 currently");
+        let e = too_many_requests(
+            0,
+            "The disruption budget web needs 2 healthy pods and has 2 currently",
+        );
         let s = e.to_status();
         assert_eq!(s["code"], 429);
         assert_eq!(s["reason"], "TooManyRequests");
         assert_eq!(s["message"], VIOLATES_BUDGET);
         assert_eq!(s["details"]["causes"][0]["reason"], "DisruptionBudget");
         assert!(s["details"].get("retryAfterSeconds").is_none());
-        assert_eq!(still_processing("web").to_status()["details"]["retryAfterSeconds"], 10);
+        assert_eq!(
+            still_processing("web").to_status()["details"]["retryAfterSeconds"],
+            10
+        );
     }
 }

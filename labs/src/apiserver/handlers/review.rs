@@ -73,7 +73,10 @@ pub fn review(_api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
 /// Upstream's `ValidateSelfSubjectAccessReviewSpec`: the question is about
 /// a resource or about a URL (`/healthz`), exactly one of the two.
 fn validate_access_review(obj: &Value) -> Result<(), ApiError> {
-    let has = |f: &str| obj.pointer(&format!("/spec/{f}")).is_some_and(|v| !v.is_null());
+    let has = |f: &str| {
+        obj.pointer(&format!("/spec/{f}"))
+            .is_some_and(|v| !v.is_null())
+    };
     let err = match (has("resourceAttributes"), has("nonResourceAttributes")) {
         (true, true) => FieldError {
             kind: FieldErrorKind::Invalid,

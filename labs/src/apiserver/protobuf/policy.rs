@@ -31,9 +31,15 @@ pub(super) fn decode(
                 let spec = o.spec.as_ref().map(|s| {
                     obj()
                         .val("minAvailable", s.min_available.as_ref().map(int_or_string))
-                        .val("maxUnavailable", s.max_unavailable.as_ref().map(int_or_string))
+                        .val(
+                            "maxUnavailable",
+                            s.max_unavailable.as_ref().map(int_or_string),
+                        )
                         .val("selector", s.selector.as_ref().map(label_selector))
-                        .str("unhealthyPodEvictionPolicy", &s.unhealthy_pod_eviction_policy)
+                        .str(
+                            "unhealthyPodEvictionPolicy",
+                            &s.unhealthy_pod_eviction_policy,
+                        )
                         .build()
                 });
                 (o.metadata, obj().val("spec", spec))
@@ -86,9 +92,10 @@ pub(super) fn decode(
                                 .str("name", &a.name)
                                 .build()
                         });
-                        let non_resource = s.non_resource_attributes.as_ref().map(|a| {
-                            obj().str("path", &a.path).str("verb", &a.verb).build()
-                        });
+                        let non_resource = s
+                            .non_resource_attributes
+                            .as_ref()
+                            .map(|a| obj().str("path", &a.path).str("verb", &a.verb).build());
                         obj()
                             .val("resourceAttributes", resource)
                             .val("nonResourceAttributes", non_resource)

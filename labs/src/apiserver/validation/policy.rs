@@ -40,7 +40,9 @@ pub(super) fn validate_pod_disruption_budget(errs: &mut Errors, spec: &Value) {
     if let Some(sel) = set("selector") {
         validate_label_selector(errs, sel, "spec.selector");
     }
-    if let Some(policy) = spec.get("unhealthyPodEvictionPolicy").and_then(Value::as_str)
+    if let Some(policy) = spec
+        .get("unhealthyPodEvictionPolicy")
+        .and_then(Value::as_str)
         && !UNHEALTHY_POD_EVICTION_POLICIES.contains(&policy)
     {
         errs.not_supported(
