@@ -1,0 +1,271 @@
+//! `kubectl drain` through the Eviction API, and PodDisruptionBudgets that
+//! hold it back: the real kubectl against a served cluster (controllers,
+//! scheduler, three simulated nodes), and the same eviction from kube-rs's
+//! `Api::evict`. Real time and real sockets, so every wait is bounded.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, EvictParams, ListParams};
+use labs::cluster::{ClusterOptions, Components, start_simulated_kubelets};
+use labs::kubelet::runtime::simulated::SimulatedConfig;
+use tokio::io::AsyncBufReadExt;
+use workbook::apiserver::TestServer;
+use workbook::cluster::wait_for;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A served cluster with every component and `nodes` simulated nodes,
+/// running Deployment `web` with 3 ready replicas.
+async fn cluster_with_web(nodes: usize) -> (TestServer, Components, Vec<labs::kubelet::Kubelet>) {
+    let s = TestServer::start().await;
+    let components = Components::start(&s.api, &ClusterOptions::default());
+    let kubelets = start_simulated_kubelets(&s.api, &s.client(), nodes, SimulatedConfig::default());
+    s.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=workbook/demo-app:v1",
+        "--replicas=3",
+    ])
+    .await
+    .ok();
+    let pods: Api<Pod> = Api::default_namespaced(s.client());
+    wait_for("3 ready web pods", LIMIT, || async {
+        ready_web_pods(&pods).await.len() == 3
+    })
+    .await;
+    (s, components, kubelets)
+}
+
+/// (name, node) of the ready, not terminating pods of `web`.
+async fn ready_web_pods(pods: &Api<Pod>) -> Vec<(String, String)> {
+    let list = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    list.into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| labs::machinery::pods::is_pod_ready(p))
+        .map(|p| {
+            let node = p.spec.and_then(|s| s.node_name).unwrap_or_default();
+            (p.metadata.name.unwrap_or_default(), node)
+        })
+        .collect()
+}
+
+async fn stop(s: TestServer, components: Components, kubelets: Vec<labs::kubelet::Kubelet>) {
+    components.shutdown().await.expect("components stopped");
+    for k in kubelets {
+        k.stop().await;
+    }
+    drop(s);
+}
+
+/// Waits until the disruption controller has seen the budget's spec and
+/// allows `allowed` disruptions.
+async fn wait_for_budget(s: &TestServer, allowed: i32) {
+    let pdbs: Api<PodDisruptionBudget> = Api::default_namespaced(s.client());
+    wait_for("the budget's status", LIMIT, || async {
+        let Ok(pdb) = pdbs.get("web").await else {
+            return false;
+        };
+        let status = pdb.status.unwrap_or_default();
+        status.observed_generation == pdb.metadata.generation
+            && status.disruptions_allowed == allowed
+            && status.current_healthy == 3
+    })
+    .await;
+}
+
+// ANCHOR: drain_test
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_drain_waits_for_the_budget_then_moves_the_pods() {
+    let (s, components, kubelets) = cluster_with_web(3).await;
+    let pods: Api<Pod> = Api::default_namespaced(s.client());
+
+    // `kubectl create pdb` and its columns.
+    let out = s
+        .kubectl(&[
+            "create",
+            "pdb",
+            "web",
+            "--selector=app=web",
+            "--min-available=3",
+        ])
+        .await;
+    assert_eq!(out.ok().trim(), "poddisruptionbudget.policy/web created");
+    wait_for_budget(&s, 0).await;
+    let out = s.kubectl(&["get", "pdb"]).await;
+    let text = out.ok();
+    let header: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "MIN",
+            "AVAILABLE",
+            "MAX",
+            "UNAVAILABLE",
+            "ALLOWED",
+            "DISRUPTIONS",
+            "AGE"
+        ],
+        "{text}"
+    );
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..4], ["web", "3", "N/A", "0"], "{text}");
+
+    // The scheduler spreads a Deployment's pods over the nodes.
+    let before = ready_web_pods(&pods).await;
+    assert!(before.iter().any(|(_, n)| n == "node-2"), "{before:?}");
+
+    // The drain cordons node-2, then every eviction is refused while the
+    // budget allows nothing: kubectl prints the server's message and tries
+    // again every 5 s.
+    let mut child = s
+        .kubectl_command(&[
+            "drain",
+            "node-2",
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=90s",
+        ])
+        .spawn()
+        .expect("kubectl drain starts");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let sink = Arc::clone(&stderr);
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut all = sink.lock().unwrap();
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    wait_for("two refused evictions", LIMIT, || async {
+        stderr
+            .lock()
+            .unwrap()
+            .matches("Cannot evict pod as it would violate the pod's disruption budget.")
+            .count()
+            >= 2
+    })
+    .await;
+    let text = stderr.lock().unwrap().clone();
+    assert!(text.contains("error when evicting pods/"), "{text}");
+    assert!(text.contains("(will retry after 5s)"), "{text}");
+    // Nothing moved meanwhile.
+    assert_eq!(ready_web_pods(&pods).await, before);
+
+    // Relax the budget: one disruption at a time is allowed, and the drain
+    // completes; the ReplicaSet controller recreates the pods elsewhere.
+    s.kubectl(&[
+        "patch",
+        "pdb",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minAvailable":2}}"#,
+    ])
+    .await
+    .ok();
+    let out = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .expect("the drain finished")
+        .expect("kubectl output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", stderr.lock().unwrap());
+    assert!(stdout.contains("node/node-2 drained"), "{stdout}");
+    wait_for("3 ready pods, none on node-2", LIMIT, || async {
+        let ready = ready_web_pods(&pods).await;
+        ready.len() == 3 && ready.iter().all(|(_, n)| n != "node-2")
+    })
+    .await;
+    let out = s.kubectl(&["get", "node", "node-2"]).await;
+    assert!(out.ok().contains("SchedulingDisabled"));
+    stop(s, components, kubelets).await;
+}
+// ANCHOR_END: drain_test
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kube_rs_evict_is_201_or_429_by_the_budget() {
+    let (s, components, kubelets) = cluster_with_web(2).await;
+    let pods: Api<Pod> = Api::default_namespaced(s.client());
+    s.kubectl(&[
+        "create",
+        "pdb",
+        "web",
+        "--selector=app=web",
+        "--max-unavailable=1",
+    ])
+    .await
+    .ok();
+    wait_for_budget(&s, 1).await;
+    let names: Vec<String> = ready_web_pods(&pods)
+        .await
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+
+    // One disruption allowed: the first eviction goes through (201, Status
+    // Success) and the pod is marked as evicted and terminating.
+    let status = pods
+        .evict(&names[0], &EvictParams::default())
+        .await
+        .expect("the first eviction is allowed");
+    assert_eq!(
+        status.status,
+        Some(kube::core::response::StatusSummary::Success)
+    );
+    let evicted = pods.get(&names[0]).await;
+    if let Ok(pod) = evicted {
+        assert!(pod.metadata.deletion_timestamp.is_some());
+        let conditions = pod.status.unwrap().conditions.unwrap();
+        let target = conditions
+            .iter()
+            .find(|c| c.type_ == "DisruptionTarget")
+            .unwrap();
+        assert_eq!(target.reason.as_deref(), Some("EvictionByEvictionAPI"));
+    }
+    // The eviction took the disruption from the budget itself (the
+    // controller then forgets the note, the pod being on its way out).
+    let pdbs: Api<PodDisruptionBudget> = Api::default_namespaced(s.client());
+    let pdb = pdbs.get("web").await.unwrap();
+    assert_eq!(pdb.status.unwrap().disruptions_allowed, 0);
+
+    // The second, right after: refused with upstream's 429.
+    let err = pods
+        .evict(&names[1], &EvictParams::default())
+        .await
+        .expect_err("the budget is spent");
+    let kube::Error::Api(status) = err else {
+        panic!("not an API error: {err:?}");
+    };
+    assert_eq!(status.code, 429, "{status:?}");
+    assert_eq!(status.reason, "TooManyRequests");
+    assert_eq!(
+        status.message,
+        "Cannot evict pod as it would violate the pod's disruption budget."
+    );
+    // A pod that does not exist: 404, as a delete.
+    let err = pods
+        .evict("nope", &EvictParams::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err:?}"
+    );
+
+    // Once the replacement is ready, the budget allows one again.
+    wait_for("a disruption allowed again", LIMIT, || async {
+        let status = pdbs.get("web").await.ok().and_then(|p| p.status);
+        status.is_some_and(|s| s.disruptions_allowed == 1)
+    })
+    .await;
+    stop(s, components, kubelets).await;
+}
