@@ -187,9 +187,58 @@ async fn kubectl_drain_waits_for_the_budget_then_moves_the_pods() {
     .await;
     let out = s.kubectl(&["get", "node", "node-2"]).await;
     assert!(out.ok().contains("SchedulingDisabled"));
+
+    // The node-failure chapter shows this run.
+    let transcript = drain_transcript(&stdout, &stderr.lock().unwrap());
+    let book = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/book/src/generated/kubectl-drain.txt"
+    ))
+    .unwrap_or_default();
+    assert_eq!(
+        book, transcript,
+        "book/src/generated/kubectl-drain.txt no longer matches `kubectl drain`; replace it with:\n{transcript}"
+    );
     stop(s, components, kubelets).await;
 }
 // ANCHOR_END: drain_test
+
+/// What the drain printed, as the book shows it: pod names redacted, each
+/// line once (kubectl repeats `evicting pod` on every retry), and the first
+/// refusal from stderr after the first attempt, where it appeared.
+fn drain_transcript(stdout: &str, stderr: &str) -> String {
+    fn redact(line: &str) -> String {
+        let mut out = String::new();
+        let mut rest = line;
+        while let Some(i) = rest.find("web-") {
+            out.push_str(&rest[..i]);
+            out.push_str("web-<pod>");
+            let tail = &rest[i + 4..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .unwrap_or(tail.len());
+            rest = &tail[end..];
+        }
+        out.push_str(rest);
+        out
+    }
+    let refusal = stderr
+        .lines()
+        .find(|l| l.starts_with("error when evicting"))
+        .map(redact);
+    let mut lines: Vec<String> = Vec::new();
+    for line in stdout.lines().map(redact) {
+        if lines.contains(&line) {
+            continue;
+        }
+        let first_attempt = line.starts_with("evicting pod");
+        lines.push(line);
+        if first_attempt && let Some(r) = &refusal {
+            lines.push(r.clone());
+        }
+    }
+    lines.join("\n") + "\n"
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kube_rs_evict_is_201_or_429_by_the_budget() {
