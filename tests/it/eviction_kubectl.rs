@@ -49,7 +49,7 @@ async fn ready_web_pods(pods: &Api<Pod>) -> Vec<(String, String)> {
         .unwrap_or_default();
     list.into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| labs::machinery::pods::is_pod_ready(p))
+        .filter(labs::machinery::pods::is_pod_ready)
         .map(|p| {
             let node = p.spec.and_then(|s| s.node_name).unwrap_or_default();
             (p.metadata.name.unwrap_or_default(), node)

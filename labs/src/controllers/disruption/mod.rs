@@ -215,7 +215,7 @@ pub fn count_healthy_pods(
         .filter(|pod| pod.metadata.deletion_timestamp.is_none())
         .filter(|pod| {
             let name = pod.metadata.name.as_deref().unwrap_or_default();
-            !disrupted.get(name).is_some_and(|at| expires(at) > now)
+            disrupted.get(name).is_none_or(|at| expires(at) <= now)
         })
         .filter(|pod| is_pod_ready(pod))
         .count() as i32
