@@ -57,6 +57,23 @@ async fn ready_web_pods(pods: &Api<Pod>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// POSTs an Eviction body as JSON; the error's Status if refused.
+async fn post_eviction(
+    s: &TestServer,
+    pod: &str,
+    body: serde_json::Value,
+) -> Result<kube::core::Status, Box<kube::core::Status>> {
+    let req = http::Request::post(format!("/api/v1/namespaces/default/pods/{pod}/eviction"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap())
+        .unwrap();
+    match s.client().request::<kube::core::Status>(req).await {
+        Ok(status) => Ok(status),
+        Err(kube::Error::Api(status)) => Err(status),
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
 async fn stop(s: TestServer, components: Components, kubelets: Vec<labs::kubelet::Kubelet>) {
     components.shutdown().await.expect("components stopped");
     for k in kubelets {
@@ -260,6 +277,39 @@ async fn kube_rs_evict_is_201_or_429_by_the_budget() {
         .map(|(n, _)| n)
         .collect();
 
+    // A dry run is answered as the real one would be, and changes nothing.
+    let dry = EvictParams {
+        post_options: kube::api::PostParams {
+            dry_run: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    pods.evict(&names[0], &dry)
+        .await
+        .expect("a dry run is allowed");
+    let pod = pods.get(&names[0]).await.unwrap();
+    assert!(pod.metadata.deletion_timestamp.is_none());
+    // Two budgets over one pod: upstream refuses with a 500.
+    s.kubectl(&[
+        "create",
+        "pdb",
+        "web2",
+        "--selector=app=web",
+        "--max-unavailable=1",
+    ])
+    .await
+    .ok();
+    let err = pods
+        .evict(&names[0], &EvictParams::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 500 && s.message.contains("more than one PodDisruptionBudget")),
+        "{err:?}"
+    );
+    s.kubectl(&["delete", "pdb", "web2"]).await.ok();
+
     // One disruption allowed: the first eviction goes through (201, Status
     // Success) and the pod is marked as evicted and terminating.
     let status = pods
@@ -300,6 +350,20 @@ async fn kube_rs_evict_is_201_or_429_by_the_budget() {
         status.message,
         "Cannot evict pod as it would violate the pod's disruption budget."
     );
+    // The older policy/v1beta1 Eviction is understood the same way.
+    let err = post_eviction(
+        &s,
+        &names[1],
+        serde_json::json!({"apiVersion": "policy/v1beta1", "kind": "Eviction",
+            "metadata": {"name": names[1]}}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, 429, "{err:?}");
+    assert_eq!(
+        err.details.as_ref().unwrap().causes[0].reason,
+        "DisruptionBudget"
+    );
     // A pod that does not exist: 404, as a delete.
     let err = pods
         .evict("nope", &EvictParams::default())
@@ -316,5 +380,23 @@ async fn kube_rs_evict_is_201_or_429_by_the_budget() {
         status.is_some_and(|s| s.disruptions_allowed == 1)
     })
     .await;
+    // A precondition on another uid: 409, the pod stays. (As upstream, the
+    // budget was charged before the delete failed; the controller gives
+    // the disruption back when the note expires, two minutes later.)
+    let err = post_eviction(
+        &s,
+        &names[2],
+        serde_json::json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": names[2]},
+            "deleteOptions": {"preconditions": {"uid": "not-this-one"}}}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, 409, "{err:?}");
+    assert!(
+        err.message
+            .contains("Precondition failed: UID in precondition: not-this-one"),
+        "{err:?}"
+    );
     stop(s, components, kubelets).await;
 }

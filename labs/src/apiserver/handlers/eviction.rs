@@ -71,7 +71,18 @@ pub fn evict(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
         if !can_ignore_budget(&pod) {
             break;
         }
-        match add_condition_and_delete(api, pods, &key, name, &opts) {
+        // A Pending pod could become ready (and count for a budget) before
+        // the delete: pin the version we looked at (upstream's
+        // `shouldEnforceResourceVersion`).
+        let mut ignore_opts = opts.clone();
+        let terminal = matches!(
+            pod.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        ) || pod.pointer("/metadata/deletionTimestamp").is_some();
+        if !terminal && opts.resource_version.is_none() {
+            ignore_opts.resource_version = Some(meta_str(&pod, "resourceVersion").to_string());
+        }
+        match add_condition_and_delete(api, pods, &key, name, &ignore_opts) {
             Err(e) if e.code == 409 && opts.resource_version.is_none() && attempt < RETRIES => {
                 continue;
             }
@@ -174,8 +185,9 @@ fn is_ready(pod: &Value) -> bool {
 }
 
 /// The budgets in the pod's namespace whose selector matches it, with
-/// their store keys. A budget without a selector matches nothing; an empty
-/// selector (`{}`) matches every pod of the namespace (policy/v1).
+/// their store keys. A budget without a selector, or with an empty one,
+/// matches nothing here ("if a PDB with a nil or empty selector creeps in,
+/// it should match nothing, not everything", says upstream).
 fn budgets_of(api: &ApiServer, ns: &str, pod: &Value) -> Vec<(String, Value)> {
     let r = pdb_resource();
     let (kvs, _) = api.store().list(&r.prefix(Some(ns)));
@@ -185,7 +197,7 @@ fn budgets_of(api: &ApiServer, ns: &str, pod: &Value) -> Vec<(String, Value)> {
             pdb.pointer("/spec/selector")
                 .filter(|s| !s.is_null())
                 .and_then(|s| LabelSelector::from_api_value(s).ok())
-                .is_some_and(|sel| sel.matches_object(pod))
+                .is_some_and(|sel| !sel.is_empty() && sel.matches_object(pod))
         })
         .map(|pdb| (r.key(Some(ns), meta_str(&pdb, "name")), pdb))
         .collect()

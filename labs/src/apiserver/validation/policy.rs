@@ -52,3 +52,51 @@ pub(super) fn validate_pod_disruption_budget(errs: &mut Errors, spec: &Value) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::apiserver::validation::validate;
+
+    fn errors(spec: serde_json::Value) -> Vec<String> {
+        let pdb = json!({"metadata": {"name": "web", "namespace": "default"}, "spec": spec});
+        validate("PodDisruptionBudget", &pdb, None)
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.detail))
+            .collect()
+    }
+
+    #[test]
+    fn a_budget_is_one_int_or_percentage() {
+        let sel = json!({"matchLabels": {"app": "web"}});
+        assert!(errors(json!({"minAvailable": 2, "selector": sel})).is_empty());
+        assert!(errors(json!({"maxUnavailable": "25%", "selector": sel})).is_empty());
+        // Neither is accepted, as upstream (the budget then allows nothing).
+        assert!(errors(json!({"selector": sel})).is_empty());
+        assert_eq!(
+            errors(json!({"minAvailable": 1, "maxUnavailable": 1})),
+            ["spec: minAvailable and maxUnavailable cannot be both set"]
+        );
+        assert_eq!(
+            errors(json!({"minAvailable": -1})),
+            ["spec.minAvailable: must be greater than or equal to 0"]
+        );
+        assert_eq!(
+            errors(json!({"maxUnavailable": "150%"})),
+            ["spec.maxUnavailable: must not be greater than 100%"]
+        );
+        assert_eq!(
+            errors(json!({"minAvailable": "half"})),
+            [
+                "spec.minAvailable: a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"
+            ]
+        );
+        assert_eq!(
+            errors(json!({"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "Never"})),
+            [
+                "spec.unhealthyPodEvictionPolicy: supported values: \"AlwaysAllow\", \"IfHealthyBudget\""
+            ]
+        );
+    }
+}
