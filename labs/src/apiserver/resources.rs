@@ -167,6 +167,8 @@ pub static RESOURCES: &[Resource] = &[
         etcd_prefix: "/registry/secrets",
         has_generation: false,
     },
+    // The identities pods run as: `default` in every namespace (the
+    // service-account controller creates it), and any the user creates.
     Resource {
         group: "",
         version: "v1",

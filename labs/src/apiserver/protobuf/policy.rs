@@ -144,3 +144,66 @@ fn eviction(opts: Option<&meta::DeleteOptions>) -> Obj {
     });
     obj().val("deleteOptions", opts.filter(|v: &Value| v.is_object()))
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_pb::api::policy::v1 as policy;
+    use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+    use k8s_pb::apimachinery::pkg::util::intstr::IntOrString;
+    use serde_json::json;
+
+    use crate::apiserver::protobuf::{decode, encode};
+
+    fn meta(name: &str) -> Option<meta::ObjectMeta> {
+        Some(meta::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn kubectl_create_pdb_body() {
+        // What `kubectl create pdb web --selector=app=web --min-available=50%` sends.
+        let pdb = policy::PodDisruptionBudget {
+            metadata: meta("web"),
+            spec: Some(policy::PodDisruptionBudgetSpec {
+                min_available: Some(IntOrString {
+                    r#type: Some(1),
+                    int_val: Some(0),
+                    str_val: Some("50%".into()),
+                }),
+                selector: Some(meta::LabelSelector {
+                    match_labels: [("app".to_string(), "web".to_string())].into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let v = decode(&encode("policy/v1", "PodDisruptionBudget", &pdb)).unwrap();
+        assert_eq!(v["kind"], "PodDisruptionBudget");
+        assert_eq!(
+            v["spec"],
+            json!({"minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}}})
+        );
+    }
+
+    #[test]
+    fn kubectl_drain_eviction_body() {
+        let eviction = policy::Eviction {
+            metadata: meta("web-1"),
+            delete_options: Some(meta::DeleteOptions {
+                grace_period_seconds: Some(0),
+                dry_run: vec!["All".into()],
+                ..Default::default()
+            }),
+        };
+        let v = decode(&encode("policy/v1", "Eviction", &eviction)).unwrap();
+        assert_eq!(v["metadata"]["name"], "web-1");
+        assert_eq!(
+            v["deleteOptions"],
+            json!({"gracePeriodSeconds": 0, "dryRun": ["All"]})
+        );
+    }
+}
