@@ -50,6 +50,12 @@ pub enum Component {
     Endpointslice,
     /// The garbage collector: nothing owned is deleted with its owner.
     GarbageCollector,
+    /// The disruption controller: PodDisruptionBudgets never allow a
+    /// disruption, so `kubectl drain` waits forever on a budgeted app.
+    Disruption,
+    /// The service-account controller: new namespaces get no `default`
+    /// ServiceAccount.
+    Serviceaccount,
     /// The scheduler: without it, pods stay Pending with no node.
     Scheduler,
     /// The node lifecycle controller: without it, a node that stops
@@ -73,6 +79,8 @@ impl Component {
             Component::Deployment => Some(Controller::Deployment),
             Component::Endpointslice => Some(Controller::Endpointslice),
             Component::GarbageCollector => Some(Controller::GarbageCollector),
+            Component::Disruption => Some(Controller::Disruption),
+            Component::Serviceaccount => Some(Controller::Serviceaccount),
             _ => None,
         }
     }

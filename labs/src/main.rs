@@ -267,7 +267,7 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
                     Some(controller) => controllers.push(controller),
                     None => anyhow::bail!(
                         "--without {}: not a controller of the controller manager \
-                         (replicaset, deployment, endpointslice, garbage-collector)",
+                         (replicaset, deployment, endpointslice, garbage-collector, disruption, serviceaccount)",
                         clap::ValueEnum::to_possible_value(&c)
                             .map(|v| v.get_name().to_string())
                             .unwrap_or_default()

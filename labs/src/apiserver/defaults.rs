@@ -14,7 +14,7 @@
 //! `pkg/apis/apps/v1/defaults.go`), so `kubectl get -o yaml` shows the same
 //! fields as on a real cluster. Left out on purpose, because upstream adds
 //! them in *admission plugins* or the registry rather than in defaulting:
-//! `serviceAccountName` and the token volume (ServiceAccount admission),
+//! `serviceAccountName` (ServiceAccount admission, in `handlers/create.rs`),
 //! `priority`/`preemptionPolicy` (Priority admission), Service
 //! `clusterIP` allocation, and the namespace `kubernetes` finalizer (which
 //! only makes sense with a namespace controller to remove it). One
@@ -223,6 +223,22 @@ fn requests_from_limits(container: &mut Map<String, Value>) {
 }
 
 fn default_pod_spec(spec: &mut Map<String, Value>) {
+    // `serviceAccount` is the deprecated name of `serviceAccountName`; the
+    // v1 conversion fills each from the other, so both always agree.
+    if let Some(sa) = spec
+        .get("serviceAccount")
+        .filter(|v| v.is_string())
+        .cloned()
+    {
+        set_default(spec, "serviceAccountName", sa);
+    }
+    if let Some(sa) = spec
+        .get("serviceAccountName")
+        .filter(|v| v.is_string())
+        .cloned()
+    {
+        spec.insert("serviceAccount".into(), sa);
+    }
     set_default(spec, "dnsPolicy", json!("ClusterFirst"));
     set_default(spec, "restartPolicy", json!("Always"));
     set_default(spec, "securityContext", json!({}));

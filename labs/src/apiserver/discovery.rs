@@ -109,12 +109,18 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     }
     let mut out = Vec::new();
     for r in rs {
+        // A review (nothing stored) can only be created, as upstream lists it.
+        let verbs = if r.is_virtual() {
+            &["create"][..]
+        } else {
+            VERBS
+        };
         let mut main = json!({
             "name": r.plural,
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": verbs,
         });
         if !r.short_names.is_empty() {
             main["shortNames"] = json!(r.short_names);
@@ -129,6 +135,7 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
                 Subresource::Scale => ("scale", "Scale", SUB_VERBS),
                 Subresource::Binding => ("binding", "Binding", &["create"][..]),
                 Subresource::Log => ("log", "Pod", &["get"][..]),
+                Subresource::Eviction => ("eviction", "Eviction", &["create"][..]),
             };
             let mut entry = json!({
                 "name": format!("{}/{name}", r.plural),
@@ -142,6 +149,13 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             // which does not exist, and `kubectl scale` fails.
             if *sub == Subresource::Scale {
                 entry["group"] = json!("autoscaling");
+                entry["version"] = json!("v1");
+            }
+            // kubectl drain looks for `pods/eviction` here, and posts the
+            // Eviction in the group/version found (policy/v1, or v1beta1 on
+            // old servers); without the entry it falls back to DELETE.
+            if *sub == Subresource::Eviction {
+                entry["group"] = json!("policy");
                 entry["version"] = json!("v1");
             }
             out.push(entry);

@@ -80,6 +80,7 @@ pub fn parse_path(path: &str) -> Option<Target> {
                 "scale" => Subresource::Scale,
                 "binding" => Subresource::Binding,
                 "log" => Subresource::Log,
+                "eviction" => Subresource::Eviction,
                 _ => return None,
             };
             if !resource.has(s) {

@@ -19,6 +19,9 @@ pub enum Subresource {
     Binding,
     /// `.../log`: container logs (answered by the kubelet, later).
     Log,
+    /// `pods/{name}/eviction`: a policy/v1 `Eviction`, the polite delete
+    /// that respects PodDisruptionBudgets (what `kubectl drain` posts).
+    Eviction,
 }
 
 // ANCHOR: resource
@@ -85,7 +88,12 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: true,
         short_names: &["po"],
         categories: ALL,
-        subresources: &[Subresource::Status, Subresource::Binding, Subresource::Log],
+        subresources: &[
+            Subresource::Status,
+            Subresource::Binding,
+            Subresource::Log,
+            Subresource::Eviction,
+        ],
         etcd_prefix: "/registry/pods",
         has_generation: true,
     },
@@ -159,6 +167,21 @@ pub static RESOURCES: &[Resource] = &[
         etcd_prefix: "/registry/secrets",
         has_generation: false,
     },
+    // The identities pods run as: `default` in every namespace (the
+    // service-account controller creates it), and any the user creates.
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        kind: "ServiceAccount",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: NONE,
+        subresources: &[],
+        etcd_prefix: "/registry/serviceaccounts",
+        has_generation: false,
+    },
     Resource {
         group: "apps",
         version: "v1",
@@ -218,6 +241,65 @@ pub static RESOURCES: &[Resource] = &[
         etcd_prefix: "/registry/endpointslices",
         has_generation: true,
     },
+    // Who am I, and may I? Reviews are questions, not objects: `create`
+    // is their only verb, the answer comes back in `status`, and nothing
+    // is stored (an empty `etcd_prefix`, see [`Resource::is_virtual`]).
+    // `kubectl auth whoami` and `kubectl auth can-i` post them.
+    Resource {
+        group: "authentication.k8s.io",
+        version: "v1",
+        plural: "selfsubjectreviews",
+        singular: "selfsubjectreview",
+        kind: "SelfSubjectReview",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        etcd_prefix: "",
+        has_generation: false,
+    },
+    Resource {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "selfsubjectaccessreviews",
+        singular: "selfsubjectaccessreview",
+        kind: "SelfSubjectAccessReview",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        etcd_prefix: "",
+        has_generation: false,
+    },
+    Resource {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "selfsubjectrulesreviews",
+        singular: "selfsubjectrulesreview",
+        kind: "SelfSubjectRulesReview",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        etcd_prefix: "",
+        has_generation: false,
+    },
+    // How many of a set of pods may be down at once for voluntary
+    // disruptions (a drain, an eviction). The disruption controller keeps
+    // its status; the eviction subresource of pods reads and decrements it.
+    Resource {
+        group: "policy",
+        version: "v1",
+        plural: "poddisruptionbudgets",
+        singular: "poddisruptionbudget",
+        kind: "PodDisruptionBudget",
+        namespaced: true,
+        short_names: &["pdb"],
+        categories: NONE,
+        subresources: &[Subresource::Status],
+        etcd_prefix: "/registry/poddisruptionbudgets",
+        has_generation: true,
+    },
 ];
 
 impl Resource {
@@ -251,6 +333,12 @@ impl Resource {
 
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
+    }
+
+    /// A resource with no storage: `create` answers a question (the
+    /// authentication and authorization reviews) and stores nothing.
+    pub fn is_virtual(&self) -> bool {
+        self.etcd_prefix.is_empty()
     }
 
     pub fn has(&self, sub: Subresource) -> bool {
@@ -309,8 +397,9 @@ impl Resource {
     /// and one line here.
     pub fn with_type<V: TypeVisitor>(&self, v: V) -> Option<V::Output> {
         use k8s_openapi::api::{
-            apps::v1 as apps, coordination::v1 as coordination, core::v1 as core,
-            discovery::v1 as discovery,
+            apps::v1 as apps, authentication::v1 as authentication,
+            authorization::v1 as authorization, coordination::v1 as coordination, core::v1 as core,
+            discovery::v1 as discovery, policy::v1 as policy,
         };
         Some(match self.kind {
             "Namespace" => v.visit::<core::Namespace>(),
@@ -325,6 +414,11 @@ impl Resource {
             "ReplicaSet" => v.visit::<apps::ReplicaSet>(),
             "Lease" => v.visit::<coordination::Lease>(),
             "EndpointSlice" => v.visit::<discovery::EndpointSlice>(),
+            "ServiceAccount" => v.visit::<core::ServiceAccount>(),
+            "PodDisruptionBudget" => v.visit::<policy::PodDisruptionBudget>(),
+            "SelfSubjectReview" => v.visit::<authentication::SelfSubjectReview>(),
+            "SelfSubjectAccessReview" => v.visit::<authorization::SelfSubjectAccessReview>(),
+            "SelfSubjectRulesReview" => v.visit::<authorization::SelfSubjectRulesReview>(),
             _ => return None,
         })
     }
@@ -365,6 +459,7 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
 pub fn parse_key(key: &str) -> Option<(&'static Resource, &str)> {
     let r = RESOURCES
         .iter()
+        .filter(|r| !r.is_virtual())
         .filter(|r| {
             key.strip_prefix(r.etcd_prefix)
                 .is_some_and(|rest| rest.starts_with('/'))

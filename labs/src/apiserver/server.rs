@@ -96,6 +96,14 @@ async fn dispatch(State(api): State<ApiServer>, req: Request) -> Response {
         body,
     };
     let t = &call.target;
+    // The reviews store nothing: POST to the collection is all they serve.
+    if t.resource.is_virtual() {
+        let result = match (&call.method, t.name.is_none()) {
+            (&Method::POST, true) => handlers::review(&api, &call),
+            _ => Err(ApiError::no_route()),
+        };
+        return result.map_or_else(IntoResponse::into_response, IntoResponse::into_response);
+    }
     let collection = t.name.is_none();
     let result = match (&call.method, collection, t.subresource) {
         (&Method::GET, true, _) if call.query.flag("watch") => {
@@ -113,6 +121,7 @@ async fn dispatch(State(api): State<ApiServer>, req: Request) -> Response {
         (&Method::GET, false, Some(Subresource::Scale)) => handlers::get_scale(&api, &call),
         (&Method::PUT, false, Some(Subresource::Scale)) => handlers::update_scale(&api, &call),
         (&Method::POST, false, Some(Subresource::Binding)) => handlers::bind(&api, &call),
+        (&Method::POST, false, Some(Subresource::Eviction)) => handlers::evict(&api, &call),
         // Logs come from the kubelet of the pod's node.
         (&Method::GET, false, Some(Subresource::Log)) => {
             match super::logs::pod_log(&api, &call).await {

@@ -260,7 +260,21 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        json_response(code, &self.to_status())
+        let mut resp = json_response(code, &self.to_status());
+        // A refusal that says when to come back (an eviction blocked by a
+        // budget being processed) says it in the header too, as upstream.
+        let retry_after = self
+            .details
+            .as_ref()
+            .and_then(|d| d.get("retryAfterSeconds"))
+            .and_then(Value::as_i64)
+            .filter(|s| *s > 0);
+        if let Some(secs) = retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
     }
 }
 

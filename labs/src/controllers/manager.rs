@@ -12,9 +12,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::deployment::controller::{self as deployment_controller, DeploymentController};
+use super::disruption::controller::{self as disruption_controller, DisruptionController};
 use super::endpointslice::controller::{self as endpointslice_controller, EndpointSliceController};
 use super::garbagecollector::controller::GarbageCollector;
 use super::replicaset::controller::{self as replicaset_controller, ReplicaSetController, Step};
+use super::serviceaccount::controller::{
+    self as serviceaccount_controller, ServiceAccountsController,
+};
 
 /// Which controllers to run, and what to report.
 #[derive(Default)]
@@ -23,6 +27,8 @@ pub struct ManagerOptions {
     pub without_garbage_collector: bool,
     pub without_deployment: bool,
     pub without_endpointslice: bool,
+    pub without_disruption: bool,
+    pub without_serviceaccount: bool,
     /// The ReplicaSet controller's steps, for a lab's timeline.
     pub replicaset_steps: Option<mpsc::UnboundedSender<Step>>,
     /// The Deployment controller's steps, for a lab's timeline.
@@ -41,6 +47,8 @@ pub enum Controller {
     GarbageCollector,
     Deployment,
     Endpointslice,
+    Disruption,
+    Serviceaccount,
 }
 
 impl ManagerOptions {
@@ -51,6 +59,8 @@ impl ManagerOptions {
             without_garbage_collector: without.contains(&Controller::GarbageCollector),
             without_deployment: without.contains(&Controller::Deployment),
             without_endpointslice: without.contains(&Controller::Endpointslice),
+            without_disruption: without.contains(&Controller::Disruption),
+            without_serviceaccount: without.contains(&Controller::Serviceaccount),
             ..ManagerOptions::default()
         }
     }
@@ -69,6 +79,12 @@ impl ManagerOptions {
         }
         if !self.without_garbage_collector {
             names.push("garbage-collector");
+        }
+        if !self.without_disruption {
+            names.push(disruption_controller::NAME);
+        }
+        if !self.without_serviceaccount {
+            names.push(serviceaccount_controller::NAME);
         }
         names
     }
@@ -115,6 +131,12 @@ impl ControllerManager {
                 endpointslice_controller::Options::default(),
             );
             tasks.spawn(controller.run(shutdown.clone()));
+        }
+        if !options.without_disruption {
+            tasks.spawn(DisruptionController::new(client.clone()).run(shutdown.clone()));
+        }
+        if !options.without_serviceaccount {
+            tasks.spawn(ServiceAccountsController::new(client.clone()).run(shutdown.clone()));
         }
         if !options.without_garbage_collector {
             tasks.spawn(GarbageCollector::new(client).run(shutdown.clone()));

@@ -27,8 +27,10 @@
 //!   the key on error (with backoff) or after a delay the core asked for.
 
 pub mod deployment;
+pub mod disruption;
 pub mod endpointslice;
 pub mod garbagecollector;
 pub mod manager;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod serviceaccount;

@@ -19,7 +19,7 @@ fn controller_manager_refuses_a_component_that_is_not_a_controller() {
     assert_eq!(
         stderr.trim(),
         "labs: --without scheduler: not a controller of the controller manager \
-         (replicaset, deployment, endpointslice, garbage-collector)"
+         (replicaset, deployment, endpointslice, garbage-collector, disruption, serviceaccount)"
     );
 }
 

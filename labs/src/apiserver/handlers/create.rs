@@ -60,6 +60,9 @@ pub(super) fn create_object(
             config.default_unreachable_toleration_seconds,
         );
     }
+    if r.kind == "Pod" {
+        service_account_admission(api, url_ns, &mut obj)?;
+    }
     // The Service registry's BeginCreate: the addresses are taken before
     // validation and the write, and given back if either fails.
     let taken = if r.kind == "Service" {
@@ -81,6 +84,67 @@ pub(super) fn create_object(
     }
     result
 }
+
+// ANCHOR: service_account_admission
+/// The ServiceAccount admission plugin, on pod creation: a pod runs as a
+/// ServiceAccount of its namespace — `default` unless it names another —
+/// and one that names a ServiceAccount which does not exist is refused,
+/// with upstream's message.
+///
+/// Two parts of upstream's plugin are left out. It mounts the account's
+/// token into every container (the `kube-api-access-*` projected volume):
+/// the lab server authenticates nobody, so a token would prove nothing.
+/// And it refuses a pod whose `default` account is missing too, after
+/// waiting a moment for the service-account controller to create it; here
+/// a missing `default` is let through, because many labs run the API
+/// server without a controller manager, and a pod that cannot be created
+/// there would hide the lesson of the lab.
+fn service_account_admission(
+    api: &ApiServer,
+    namespace: Option<&str>,
+    pod: &mut Value,
+) -> Result<(), ApiError> {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    let name = match spec.get("serviceAccountName").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => DEFAULT_SERVICE_ACCOUNT.to_string(),
+    };
+    spec.insert("serviceAccountName".into(), json!(name));
+    // The deprecated field mirrors the new one, as the v1 conversion does.
+    spec.insert("serviceAccount".into(), json!(name));
+    let ns = namespace.unwrap_or("default");
+    let sar = resources::by_kind("ServiceAccount").expect("serviceaccounts are served");
+    let nsr = resources::by_kind("Namespace").expect("namespaces are served");
+    let exists = |r: &resources::Resource, ns: Option<&str>, n: &str| {
+        api.store().get(&r.key(ns, n)).is_some()
+    };
+    // A missing namespace is NamespaceLifecycle's to report (404), later.
+    if name == DEFAULT_SERVICE_ACCOUNT || !exists(nsr, None, ns) || exists(sar, Some(ns), &name) {
+        return Ok(());
+    }
+    let why = format!(
+        "error looking up service account {ns}/{name}: serviceaccount \"{name}\" not found"
+    );
+    let pods = resources::by_kind("Pod").expect("pods are served");
+    let pod_name = meta_str(pod, "name");
+    Err(if pod_name.is_empty() {
+        // Upstream's message for an object whose name is not known yet
+        // (`generateName`).
+        ApiError {
+            message: format!("pods is forbidden: {why}"),
+            ..ApiError::forbidden(pods, "", &why)
+        }
+    } else {
+        ApiError::forbidden(pods, pod_name, &why)
+    })
+}
+// ANCHOR_END: service_account_admission
+
+/// The ServiceAccount every namespace has (the service-account controller
+/// creates it) and every pod runs as unless it names another.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 
 /// Validates and stores a prepared, defaulted object (retrying a generated
 /// name that is taken).

@@ -20,14 +20,17 @@ use crate::apiserver::validation::{FieldError, FieldErrorKind};
 use crate::apiserver::{ApiServer, INITIAL_NAMESPACES};
 
 /// `DeleteOptions`, from the body and the query string.
-#[derive(Debug, Default)]
-struct DeleteOptions {
-    grace_period_seconds: Option<i64>,
-    uid: Option<String>,
-    resource_version: Option<String>,
+#[derive(Debug, Default, Clone)]
+pub(super) struct DeleteOptions {
+    pub(super) grace_period_seconds: Option<i64>,
+    pub(super) uid: Option<String>,
+    pub(super) resource_version: Option<String>,
     /// `Orphan`, `Background` or `Foreground` (see
     /// `apply_propagation_policy`).
-    propagation_policy: Option<String>,
+    pub(super) propagation_policy: Option<String>,
+    /// `dryRun: ["All"]` in the body (the query's `dryRun=All` is read by
+    /// each verb).
+    pub(super) dry_run: bool,
 }
 
 fn delete_options(call: &Call) -> Result<DeleteOptions, ApiError> {
@@ -35,32 +38,43 @@ fn delete_options(call: &Call) -> Result<DeleteOptions, ApiError> {
     if !call.body.iter().all(u8::is_ascii_whitespace) {
         let body: Value = serde_json::from_slice(&call.body)
             .map_err(|e| ApiError::bad_request(format!("unable to decode DeleteOptions: {e}")))?;
-        if !body.is_object() {
-            return Err(ApiError::bad_request(
-                "unable to decode DeleteOptions: not an object",
-            ));
-        }
-        opts.grace_period_seconds = body.get("gracePeriodSeconds").and_then(Value::as_i64);
-        opts.uid = body
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        opts.resource_version = body
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        // The deprecated `orphanDependents` bool means Orphan or Background.
-        opts.propagation_policy = match body.get("orphanDependents").and_then(Value::as_bool) {
-            Some(true) => Some("Orphan".into()),
-            Some(false) => Some("Background".into()),
-            None => None,
-        };
-        if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
-            opts.propagation_policy = Some(p.to_string());
-        }
-        if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str)
-            && !["Orphan", "Background", "Foreground"].contains(&p)
-        {
+        opts = delete_options_from(&body)?;
+    }
+    if let Some(g) = call.query.int("gracePeriodSeconds")? {
+        opts.grace_period_seconds = Some(g);
+    }
+    Ok(opts)
+}
+
+/// A `DeleteOptions` object (a DELETE's body, or an Eviction's
+/// `deleteOptions`).
+pub(super) fn delete_options_from(body: &Value) -> Result<DeleteOptions, ApiError> {
+    let mut opts = DeleteOptions::default();
+    if body.is_null() {
+        return Ok(opts);
+    }
+    if !body.is_object() {
+        return Err(ApiError::bad_request(
+            "unable to decode DeleteOptions: not an object",
+        ));
+    }
+    opts.grace_period_seconds = body.get("gracePeriodSeconds").and_then(Value::as_i64);
+    opts.uid = body
+        .pointer("/preconditions/uid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    opts.resource_version = body
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    // The deprecated `orphanDependents` bool means Orphan or Background.
+    opts.propagation_policy = match body.get("orphanDependents").and_then(Value::as_bool) {
+        Some(true) => Some("Orphan".into()),
+        Some(false) => Some("Background".into()),
+        None => None,
+    };
+    if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
+        if !["Orphan", "Background", "Foreground"].contains(&p) {
             return Err(ApiError::invalid(
                 "DeleteOptions",
                 "meta.k8s.io",
@@ -73,10 +87,12 @@ fn delete_options(call: &Call) -> Result<DeleteOptions, ApiError> {
                 }],
             ));
         }
+        opts.propagation_policy = Some(p.to_string());
     }
-    if let Some(g) = call.query.int("gracePeriodSeconds")? {
-        opts.grace_period_seconds = Some(g);
-    }
+    opts.dry_run = body
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|d| d.iter().any(|v| v == "All"));
     Ok(opts)
 }
 
@@ -92,7 +108,8 @@ pub fn delete(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
     }
     let opts = delete_options(call)?;
     let key = key_of(r, call);
-    let obj = delete_one(api, r, &key, name, &opts, call.query.dry_run()?)?;
+    let dry_run = call.query.dry_run()? || opts.dry_run;
+    let obj = delete_one(api, r, &key, name, &opts, dry_run)?;
     Ok(Reply::ok(obj))
 }
 
@@ -105,7 +122,7 @@ pub fn delete(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
 ///   and then deletes the pod for good (with grace period 0);
 /// - finalizers: the object stays, marked with `deletionTimestamp`, until
 ///   whoever owns each finalizer removes it (see `commit_update`).
-fn delete_one(
+pub(super) fn delete_one(
     api: &ApiServer,
     r: &Resource,
     key: &str,

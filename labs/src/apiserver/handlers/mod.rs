@@ -25,6 +25,8 @@
 //! | [`patch`] | patch (PATCH, server-side apply) | `endpoints/handlers/patch.go` |
 //! | [`delete`] | delete, deletecollection | `endpoints/handlers/delete.go` |
 //! | [`subresources`] | `scale`, `binding` | the `ScaleREST` and `BindingREST` of `pkg/registry` |
+//! | [`eviction`] | `pods/eviction` (PodDisruptionBudgets) | `pkg/registry/core/pod/storage/eviction.go` |
+//! | [`review`] | the authentication and authorization reviews | `pkg/registry/{authentication,authorization}` |
 //!
 //! Objects are kept as `serde_json::Value` the whole way: the server is
 //! generic over kinds, as the real one is over `runtime.Object`.
@@ -41,8 +43,10 @@ use super::status;
 mod create;
 mod decode;
 mod delete;
+mod eviction;
 mod get;
 mod patch;
+mod review;
 mod storage;
 mod strategy;
 mod subresources;
@@ -50,8 +54,10 @@ mod update;
 
 pub use create::{NAME_ALPHABET, create, ensure_namespace};
 pub use delete::{delete, delete_collection};
+pub use eviction::{VIOLATES_BUDGET, evict};
 pub use get::{Selectors, get, list};
 pub use patch::patch;
+pub use review::{ALLOW_REASON, ANONYMOUS_USER, UNAUTHENTICATED_GROUP, review};
 pub use storage::{object_bytes_from_kv, object_from_kv};
 pub use subresources::{bind, get_scale, update_scale};
 pub use update::update;

@@ -150,7 +150,7 @@ pub(super) fn object_meta(m: &meta::ObjectMeta) -> Value {
         .build()
 }
 
-fn label_selector(s: &meta::LabelSelector) -> Value {
+pub(super) fn label_selector(s: &meta::LabelSelector) -> Value {
     let exprs = s
         .match_expressions
         .iter()
@@ -168,7 +168,7 @@ fn label_selector(s: &meta::LabelSelector) -> Value {
         .build()
 }
 
-fn int_or_string(v: &IntOrString) -> Value {
+pub(super) fn int_or_string(v: &IntOrString) -> Value {
     if v.r#type == Some(1) {
         json!(v.str_val.clone().unwrap_or_default())
     } else {
@@ -220,7 +220,7 @@ fn pod_template_spec(t: &core::PodTemplateSpec) -> Value {
         .build()
 }
 
-fn local_ref(r: &core::LocalObjectReference) -> Value {
+pub(super) fn local_ref(r: &core::LocalObjectReference) -> Value {
     obj().str("name", &r.name).build()
 }
 

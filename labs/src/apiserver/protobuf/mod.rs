@@ -18,7 +18,8 @@
 //! k8s-openapi's (= the JSON API's) field names.
 //!
 //! **The subset.** Kinds: Deployment, ReplicaSet, Pod, Service, Namespace,
-//! ConfigMap, Secret (others → [`ProtobufError::UnsupportedKind`], 415).
+//! ConfigMap, Secret, and (in [`policy`]) PodDisruptionBudget, Eviction,
+//! ServiceAccount and the authentication/authorization reviews (others → [`ProtobufError::UnsupportedKind`], 415).
 //! Fields: all of `metadata` that a client may set (name, generateName,
 //! namespace, labels, annotations, ownerReferences, finalizers); Deployment
 //! and ReplicaSet `spec`; the pod spec's containers (name, image, command,
@@ -54,6 +55,7 @@ use prost::Message;
 use serde_json::{Map, Value, json};
 
 mod convert;
+mod policy;
 
 use convert::{
     base64_map, deployment_spec, obj, object_meta, pod_spec, replica_set_spec, service_spec,
@@ -79,7 +81,7 @@ pub enum ProtobufError {
     /// A kind this server does not decode from protobuf. → 415
     /// UnsupportedMediaType, so the message tells the user to send JSON.
     #[error(
-        "the body of the request was in an unknown format - protobuf is supported here only for Deployment, ReplicaSet, Pod, Service, Namespace, ConfigMap and Secret (got {api_version} {kind}); send application/json"
+        "the body of the request was in an unknown format - protobuf is supported here only for Deployment, ReplicaSet, Pod, Service, Namespace, ConfigMap, Secret, PodDisruptionBudget, Eviction, ServiceAccount and the auth reviews (got {api_version} {kind}); send application/json"
     )]
     UnsupportedKind { api_version: String, kind: String },
 }
@@ -156,7 +158,10 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
                 .str("type", &o.r#type);
             (o.metadata, rest)
         }
-        _ => return Err(ProtobufError::UnsupportedKind { api_version, kind }),
+        (av, k) => match policy::decode(av, k, raw.as_slice()) {
+            Some(decoded) => decoded?,
+            None => return Err(ProtobufError::UnsupportedKind { api_version, kind }),
+        },
     };
     let mut out = Map::new();
     out.insert("apiVersion".into(), json!(api_version));

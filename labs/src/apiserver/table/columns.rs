@@ -304,6 +304,38 @@ pub fn column_definitions(kind: &str) -> Vec<Value> {
             ),
             age_column(),
         ],
+        "PodDisruptionBudget" => vec![
+            name_column(),
+            column(
+                "Min Available",
+                "string",
+                0,
+                "The minimum number or percentage of available pods this budget requires.",
+            ),
+            column(
+                "Max Unavailable",
+                "string",
+                0,
+                "The maximum number or percentage of unavailable pods this budget requires.",
+            ),
+            column(
+                "Allowed Disruptions",
+                "integer",
+                0,
+                "Calculated number of pods that may be disrupted at this time.",
+            ),
+            age_column(),
+        ],
+        "ServiceAccount" => vec![
+            name_column(),
+            column(
+                "Secrets",
+                "string",
+                0,
+                "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.",
+            ),
+            age_column(),
+        ],
         _ => vec![name_column(), age_column()],
     }
 }

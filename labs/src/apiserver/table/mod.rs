@@ -243,6 +243,29 @@ fn cells(kind: &str, obj: &Value, now: Timestamp) -> (Vec<Value>, Option<Value>)
             ],
             None,
         ),
+        // Upstream's `printPodDisruptionBudget`: the unset one of the two
+        // budgets reads `N/A`.
+        "PodDisruptionBudget" => {
+            let budget = |f: &str| match obj.pointer(&format!("/spec/{f}")) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => "N/A".to_string(),
+            };
+            (
+                vec![
+                    json!(name),
+                    json!(budget("minAvailable")),
+                    json!(budget("maxUnavailable")),
+                    json!(i(obj, "/status/disruptionsAllowed")),
+                    json!(age),
+                ],
+                None,
+            )
+        }
+        "ServiceAccount" => (
+            vec![json!(name), json!(list(obj, "/secrets").len()), json!(age)],
+            None,
+        ),
         _ => (vec![json!(name), json!(age)], None),
     }
 }

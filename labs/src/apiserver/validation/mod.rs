@@ -43,6 +43,7 @@
 //! | [`pod`] | pod specs, Pod updates | `pkg/apis/core/validation` |
 //! | [`service`] | Service | `pkg/apis/core/validation` |
 //! | [`endpointslice`] | EndpointSlice | `pkg/apis/discovery/validation` |
+//! | [`policy`] | PodDisruptionBudget | `pkg/apis/policy/validation` |
 //!
 //! Lease, ConfigMap and Secret have a rule or two each, in [`validate`].
 
@@ -56,6 +57,7 @@ mod endpointslice;
 mod field;
 mod meta;
 mod pod;
+mod policy;
 mod service;
 mod workloads;
 
@@ -183,6 +185,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
             }
         }
         "Service" => validate_service(&mut errs, spec, old.and_then(|o| o.get("spec"))),
+        "PodDisruptionBudget" => policy::validate_pod_disruption_budget(&mut errs, spec),
         "EndpointSlice" => {
             endpointslice::validate_endpoint_slice(&mut errs, obj);
             // The address type of a slice never changes: kube-proxy keeps
