@@ -129,6 +129,8 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
                 Subresource::Scale => ("scale", "Scale", SUB_VERBS),
                 Subresource::Binding => ("binding", "Binding", &["create"][..]),
                 Subresource::Log => ("log", "Pod", &["get"][..]),
+                Subresource::Exec => ("exec", "PodExecOptions", &["create", "get"][..]),
+                Subresource::Attach => ("attach", "PodAttachOptions", &["create", "get"][..]),
             };
             let mut entry = json!({
                 "name": format!("{}/{name}", r.plural),

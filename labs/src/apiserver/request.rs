@@ -80,6 +80,8 @@ pub fn parse_path(path: &str) -> Option<Target> {
                 "scale" => Subresource::Scale,
                 "binding" => Subresource::Binding,
                 "log" => Subresource::Log,
+                "exec" => Subresource::Exec,
+                "attach" => Subresource::Attach,
                 _ => return None,
             };
             if !resource.has(s) {

@@ -17,8 +17,12 @@ pub enum Subresource {
     Scale,
     /// `.../binding`: the scheduler assigns a pod to a node.
     Binding,
-    /// `.../log`: container logs (answered by the kubelet, later).
+    /// `.../log`: container logs (answered by the kubelet).
     Log,
+    /// `.../exec`: run a command in a container (`kubectl exec`, `cp`).
+    Exec,
+    /// `.../attach`: connect to a container's own process (`kubectl attach`).
+    Attach,
 }
 
 // ANCHOR: resource
@@ -85,7 +89,13 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: true,
         short_names: &["po"],
         categories: ALL,
-        subresources: &[Subresource::Status, Subresource::Binding, Subresource::Log],
+        subresources: &[
+            Subresource::Status,
+            Subresource::Binding,
+            Subresource::Log,
+            Subresource::Exec,
+            Subresource::Attach,
+        ],
         etcd_prefix: "/registry/pods",
         has_generation: true,
     },

@@ -1,6 +1,7 @@
 //! What the kubelet's own server (`https://<node>:10250`, upstream's
 //! `pkg/kubelet/server`) answers the API server: container logs, read from
-//! the runtime's log of each container instance. In the labs the API server
+//! the runtime's log of each container instance, and exec/attach streams
+//! ([`super::exec`]). In the labs the API server
 //! calls it in-process, through [`NodeLogs`].
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use super::logs::LogLine;
 use super::runtime::Runtime;
 use super::state::{PodRuntimeState, reasons};
 use crate::machinery::node_api::{LogRequest, LogStream, NodeLogs};
+use crate::machinery::remotecommand::{ExecSession, StreamRequest};
 
 use super::kubelet::*;
 
@@ -88,6 +90,10 @@ impl<R: Runtime> NodeLogs for KubeletLogs<R> {
             }
         }
         .boxed()
+    }
+
+    fn exec(&self, req: StreamRequest) -> BoxFuture<'static, Result<ExecSession, String>> {
+        super::exec::exec(self, req)
     }
 }
 // ANCHOR_END: logs

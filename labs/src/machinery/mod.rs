@@ -17,6 +17,7 @@
 //! * [`pods`]: owner and pod helpers (`controller_of`, `is_pod_available`).
 //! * [`selector`]: label-selector matching (kube-core's `Selector`).
 //! * [`node_api`]: what the API server asks a kubelet directly (logs).
+//! * [`remotecommand`]: exec and attach: the WebSocket channel protocol.
 //! * [`signal`]: Ctrl-C / SIGTERM.
 //!
 //! The machinery imports nothing else from the labs: every layer above may
@@ -28,6 +29,7 @@ pub mod informer;
 pub mod node_api;
 pub mod pods;
 pub mod quantity;
+pub mod remotecommand;
 pub mod selector;
 pub mod signal;
 pub mod wellknown;
