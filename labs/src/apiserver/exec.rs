@@ -36,7 +36,11 @@ use crate::machinery::remotecommand::{
 
 // ANCHOR: pod_exec
 /// Answers a `pods/{name}/exec` or `pods/{name}/attach` request.
-pub async fn pod_exec(api: &ApiServer, mut parts: http::request::Parts, target: Target) -> Response {
+pub async fn pod_exec(
+    api: &ApiServer,
+    mut parts: http::request::Parts,
+    target: Target,
+) -> Response {
     if parts.method != Method::GET && parts.method != Method::POST {
         return ApiError::method_not_allowed(parts.method.as_str()).into_response();
     }

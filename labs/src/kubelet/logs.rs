@@ -118,7 +118,13 @@ impl LogBuffer {
     /// Only the lines written from now on, until the container exits: what
     /// `kubectl attach` sees of the container's own output.
     pub fn live(&self) -> impl Stream<Item = LogLine> + Send + use<> {
-        let rx = self.inner.lock().unwrap().tx.as_ref().map(|tx| tx.subscribe());
+        let rx = self
+            .inner
+            .lock()
+            .unwrap()
+            .tx
+            .as_ref()
+            .map(|tx| tx.subscribe());
         futures::stream::unfold(rx, |rx| async move {
             let mut rx = rx?;
             loop {

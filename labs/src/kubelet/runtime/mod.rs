@@ -38,8 +38,8 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
 
 use super::logs::LogLine;
-use crate::machinery::remotecommand::{ExecSession, StreamOptions};
 use super::probe::{self, ProbeAction, ProbeOutcome};
+use crate::machinery::remotecommand::{ExecSession, StreamOptions};
 
 /// A container's ID as the pod status shows it: `<runtime>://<id>`, like
 /// `containerd://4c1b…`.

@@ -62,9 +62,9 @@ use super::{
     Runtime, RuntimeError, RuntimeState, SandboxConfig, SandboxInfo, Sandboxes, container_port,
     fake_image_id, hex_id, stream,
 };
-use crate::machinery::remotecommand::{ExecSession, StreamOptions};
 use crate::kubelet::Clock;
 use crate::kubelet::logs::{LogBuffer, LogLine, LogStream};
+use crate::machinery::remotecommand::{ExecSession, StreamOptions};
 
 /// The repository the process runtime can "pull".
 pub const DEMO_APP_REPOSITORY: &str = "workbook/demo-app";
