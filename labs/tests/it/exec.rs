@@ -52,7 +52,7 @@ impl Setup {
                 tags: None,
             },
             Clock::cluster(),
-            LoopbackIpam::starting_at(Ipv4Addr::new(127, 3, third, 1)),
+            LoopbackIpam::starting_at(Ipv4Addr::new(127, 5, third, 1)),
         ));
         let mut config = KubeletConfig::new("node-1");
         config.relist_period = Duration::from_millis(200);
