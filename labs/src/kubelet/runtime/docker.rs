@@ -39,9 +39,8 @@
 //!
 //! `kubectl exec` is a real `docker exec` ([`DockerRuntime::exec`]); the
 //! workload's image is `FROM scratch`, so there is no shell and no `tar` in
-//! it: `kubectl exec POD -- /demo-app --help` works, `sh` fails with runc's
-//! "executable file not found", and `kubectl cp` fails as on any image
-//! without tar. `kubectl attach` is not served on this runtime.
+//! it: `kubectl exec POD -- /demo-app --version` works, `sh` cannot start
+//! (exit code 126/127), and `kubectl cp` fails as on any image without tar. `kubectl attach` is not served on this runtime.
 //!
 //! What dockershim did and this leaves out: per-container log files under
 //! `/var/log/pods` (we read logs through the Docker API), security contexts,
@@ -733,8 +732,8 @@ impl Runtime for DockerRuntime {
     /// stdout/stderr (or, with a TTY, one terminal stream) the other;
     /// resizes go to `POST /exec/{id}/resize`, and the exit code is read
     /// afterwards from `GET /exec/{id}/json`. A program the image lacks
-    /// fails in runc, which writes its own message on the stream, and the
-    /// engine reports 127 (126 when not executable).
+    /// cannot start; the engine reports that as exit code 126 or 127
+    /// (depending on its version), which kubectl passes on.
     async fn exec(
         &self,
         id: &ContainerId,
