@@ -136,6 +136,8 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
                 Subresource::Binding => ("binding", "Binding", &["create"][..]),
                 Subresource::Log => ("log", "Pod", &["get"][..]),
                 Subresource::Eviction => ("eviction", "Eviction", &["create"][..]),
+                Subresource::Exec => ("exec", "PodExecOptions", &["create", "get"][..]),
+                Subresource::Attach => ("attach", "PodAttachOptions", &["create", "get"][..]),
             };
             let mut entry = json!({
                 "name": format!("{}/{name}", r.plural),

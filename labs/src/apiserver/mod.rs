@@ -41,6 +41,7 @@ pub mod table;
 pub mod validation;
 
 pub mod discovery;
+pub mod exec;
 pub mod handlers;
 pub mod kubeconfig;
 pub mod logs;

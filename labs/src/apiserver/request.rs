@@ -81,6 +81,8 @@ pub fn parse_path(path: &str) -> Option<Target> {
                 "binding" => Subresource::Binding,
                 "log" => Subresource::Log,
                 "eviction" => Subresource::Eviction,
+                "exec" => Subresource::Exec,
+                "attach" => Subresource::Attach,
                 _ => return None,
             };
             if !resource.has(s) {

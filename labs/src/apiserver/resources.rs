@@ -17,11 +17,15 @@ pub enum Subresource {
     Scale,
     /// `.../binding`: the scheduler assigns a pod to a node.
     Binding,
-    /// `.../log`: container logs (answered by the kubelet, later).
+    /// `.../log`: container logs (answered by the kubelet).
     Log,
     /// `pods/{name}/eviction`: a policy/v1 `Eviction`, the polite delete
     /// that respects PodDisruptionBudgets (what `kubectl drain` posts).
     Eviction,
+    /// `.../exec`: run a command in a container (`kubectl exec`, `cp`).
+    Exec,
+    /// `.../attach`: connect to a container's own process (`kubectl attach`).
+    Attach,
 }
 
 // ANCHOR: resource
@@ -93,6 +97,8 @@ pub static RESOURCES: &[Resource] = &[
             Subresource::Binding,
             Subresource::Log,
             Subresource::Eviction,
+            Subresource::Exec,
+            Subresource::Attach,
         ],
         etcd_prefix: "/registry/pods",
         has_generation: true,

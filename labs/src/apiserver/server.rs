@@ -75,6 +75,13 @@ async fn dispatch(State(api): State<ApiServer>, req: Request) -> Response {
     let Some(target) = parse_path(parts.uri.path()) else {
         return ApiError::no_route().into_response();
     };
+    // exec and attach upgrade the connection: they take the request as is.
+    if matches!(
+        target.subresource,
+        Some(Subresource::Exec | Subresource::Attach)
+    ) {
+        return super::exec::pod_exec(&api, parts, target).await;
+    }
     let limit = api.config().max_body_bytes;
     let declared = parts
         .headers

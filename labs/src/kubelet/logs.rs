@@ -115,6 +115,28 @@ impl LogBuffer {
             .collect()
     }
 
+    /// Only the lines written from now on, until the container exits: what
+    /// `kubectl attach` sees of the container's own output.
+    pub fn live(&self) -> impl Stream<Item = LogLine> + Send + use<> {
+        let rx = self
+            .inner
+            .lock()
+            .unwrap()
+            .tx
+            .as_ref()
+            .map(|tx| tx.subscribe());
+        futures::stream::unfold(rx, |rx| async move {
+            let mut rx = rx?;
+            loop {
+                match rx.recv().await {
+                    Ok(line) => return Some((line, Some(rx))),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+
     /// Everything kept so far, then every new line until the container
     /// exits (`kubectl logs -f`). A follower too slow to keep up with 1024
     /// lines of backlog skips the lines it missed rather than block the

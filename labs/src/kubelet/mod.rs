@@ -42,6 +42,7 @@
 pub mod actions;
 pub mod backoff;
 pub mod env;
+mod exec;
 pub mod expansion;
 mod housekeeping;
 #[allow(clippy::module_inception)] // upstream's pkg/kubelet/kubelet.go

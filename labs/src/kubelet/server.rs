@@ -1,8 +1,8 @@
 //! What the kubelet's own server (`https://<node>:10250`, upstream's
 //! `pkg/kubelet/server`) answers the API server: container logs, read from
-//! the runtime's log of each container instance, and port-forward
-//! connections ([`super::portforward`]). In the labs the API server calls it
-//! in-process, through [`NodeLogs`].
+//! the runtime's log of each container instance, port-forward connections
+//! ([`super::portforward`]) and exec/attach streams ([`super::exec`]). In
+//! the labs the API server calls it in-process, through [`NodeLogs`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,7 @@ use super::logs::LogLine;
 use super::runtime::Runtime;
 use super::state::{PodRuntimeState, reasons};
 use crate::machinery::node_api::{LogRequest, LogStream, NodeLogs, PortForwardRequest};
+use crate::machinery::remotecommand::{ExecSession, StreamRequest};
 
 use super::kubelet::*;
 
@@ -97,6 +98,10 @@ impl<R: Runtime> NodeLogs for KubeletLogs<R> {
     ) -> BoxFuture<'static, Result<tokio::net::TcpStream, String>> {
         let runtime = Arc::clone(&self.runtime);
         async move { super::portforward::dial(runtime.as_ref(), &req).await }.boxed()
+    }
+
+    fn exec(&self, req: StreamRequest) -> BoxFuture<'static, Result<ExecSession, String>> {
+        super::exec::exec(self, req)
     }
 }
 // ANCHOR_END: logs

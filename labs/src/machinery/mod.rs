@@ -20,6 +20,7 @@
 //! * [`spdy`]: SPDY/3.1 framing, which `kubectl port-forward` speaks
 //!   (apimachinery's `httpstream/spdy`). Hand-written: no Apache-licensed
 //!   Rust crate speaks it, and the frames are short enough to read.
+//! * [`remotecommand`]: exec and attach: the WebSocket channel protocol.
 //! * [`signal`]: Ctrl-C / SIGTERM.
 //!
 //! The machinery imports nothing else from the labs: every layer above may
@@ -31,6 +32,7 @@ pub mod informer;
 pub mod node_api;
 pub mod pods;
 pub mod quantity;
+pub mod remotecommand;
 pub mod selector;
 pub mod signal;
 pub mod spdy;

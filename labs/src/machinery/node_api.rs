@@ -10,6 +10,8 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
+use super::remotecommand::{ExecSession, StreamRequest};
+
 /// What `kubectl logs` asked for (`PodLogOptions`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogRequest {
@@ -43,6 +45,13 @@ pub trait NodeLogs: Send + Sync + 'static {
         &self,
         req: PortForwardRequest,
     ) -> BoxFuture<'static, Result<tokio::net::TcpStream, String>>;
+    /// The kubelet's `/exec` and `/attach` endpoints
+    /// ([`remotecommand`](super::remotecommand)). An error is the kubelet's
+    /// message (`container not found ("app")`).
+    fn exec(&self, req: StreamRequest) -> BoxFuture<'static, Result<ExecSession, String>> {
+        let _ = req;
+        Box::pin(async { Err("this node does not serve exec or attach".to_string()) })
+    }
 }
 
 /// One connection of a port-forward. Upstream, the kubelet's streaming

@@ -513,3 +513,54 @@ async fn an_image_no_registry_has_backs_off_with_the_engines_message() {
     .await;
     c.shutdown().await;
 }
+
+/// `kubectl exec` on the Docker runtime is a real `docker exec`: the
+/// scratch image has only `/demo-app`, so that runs, and `sh` cannot start:
+/// the engine's exit code for that comes back through kubectl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_is_a_docker_exec() {
+    let Some(docker) = engine().await else { return };
+    let scope = scope("exec");
+    let _guard = Leftovers {
+        scope: scope.clone(),
+    };
+    let third = 1 + ((std::process::id() + 50) % 200) as u8;
+    let c = TestCluster::start(docker.clone(), &scope, third).await;
+    let f = c.file(
+        "one.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: one\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: app\n    image: workbook/demo-app:v1\n",
+    );
+    c.kubectl(&["apply", "-f", f.to_str().unwrap()]).await;
+    let pods = c.pods();
+    wait_for("pod one running", async || {
+        let p = pods.get("one").await.ok()?;
+        let statuses = p.status?.container_statuses?;
+        statuses
+            .iter()
+            .any(|s| s.state.as_ref().is_some_and(|st| st.running.is_some()))
+            .then_some(())
+    })
+    .await;
+    let version = c
+        .kubectl(&["exec", "one", "--", "/demo-app", "--version"])
+        .await;
+    assert!(version.starts_with("demo-app "), "{version}");
+
+    let out = tokio::process::Command::new(crate::kubectl())
+        .arg("--kubeconfig")
+        .arg(c.dir.path().join("kubeconfig"))
+        .args(["exec", "one", "--", "sh", "-c", "echo hi"])
+        .env_remove("KUBECONFIG")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The engine's own code for an exec whose program cannot start (this
+    // engine says 126 and writes nothing on the stream; older ones 127).
+    assert!(
+        matches!(out.status.code(), Some(126 | 127)),
+        "{:?} {err}",
+        out.status
+    );
+    c.shutdown().await;
+}

@@ -370,7 +370,11 @@ pub fn resource_paths(r: &Resource, schema: &str, dialect: Dialect) -> Vec<(Stri
                 "io.k8s.api.autoscaling.v1.Scale",
                 ("autoscaling", "v1", "Scale"),
             ),
-            Subresource::Binding | Subresource::Log | Subresource::Eviction => continue,
+            Subresource::Binding
+            | Subresource::Log
+            | Subresource::Eviction
+            | Subresource::Exec
+            | Subresource::Attach => continue,
         };
         let ops = vec![
             Op {

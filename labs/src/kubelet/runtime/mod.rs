@@ -17,13 +17,15 @@
 //!   dockershim did.
 //!
 //! What the CRI has and we leave out: a separate `CreateContainer` (our
-//! [`Runtime::start_container`] creates and starts), `Attach`,
-//! `PortForward`, streaming `Exec`, stats, `UpdateContainerResources`,
-//! checkpoints and the image-service listing calls.
+//! [`Runtime::start_container`] creates and starts), `PortForward`, stats,
+//! `UpdateContainerResources`, checkpoints and the image-service listing
+//! calls. `Exec` and `Attach` hand back the process's streams directly
+//! ([`ExecSession`]) instead of a URL of the runtime's streaming server.
 
 pub mod docker;
 pub mod process;
 pub mod simulated;
+pub mod stream;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -37,6 +39,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::logs::LogLine;
 use super::probe::{self, ProbeAction, ProbeOutcome};
+use crate::machinery::remotecommand::{ExecSession, StreamOptions};
 
 /// A container's ID as the pod status shows it: `<runtime>://<id>`, like
 /// `containerd://4c1b…`.
@@ -310,6 +313,40 @@ pub trait Runtime: Send + Sync + 'static {
         command: &[String],
         timeout: Duration,
     ) -> impl Future<Output = Result<ExecResult, RuntimeError>> + Send;
+
+    /// CRI `Exec` (streaming): run a command in the container with its
+    /// streams connected to the client's (`kubectl exec`). The default: this
+    /// runtime has no processes to run one in.
+    fn exec(
+        &self,
+        id: &ContainerId,
+        command: &[String],
+        options: StreamOptions,
+    ) -> impl Future<Output = Result<ExecSession, RuntimeError>> + Send {
+        let _ = (id, command, options);
+        let name = self.name();
+        async move {
+            Err(RuntimeError::Failed(format!(
+                "the {name} runtime runs no processes: there is nothing to exec into"
+            )))
+        }
+    }
+
+    /// CRI `Attach`: connect to the streams of the container's own process
+    /// (`kubectl attach`).
+    fn attach(
+        &self,
+        id: &ContainerId,
+        options: StreamOptions,
+    ) -> impl Future<Output = Result<ExecSession, RuntimeError>> + Send {
+        let _ = (id, options);
+        let name = self.name();
+        async move {
+            Err(RuntimeError::Failed(format!(
+                "the {name} runtime runs no processes: there is nothing to attach to"
+            )))
+        }
+    }
 
     /// Run one probe. Not a CRI call: on a real node the kubelet itself sends
     /// HTTP and TCP probes to the pod IP and only exec goes through the

@@ -38,7 +38,11 @@
 //!
 //! Exec probes run the command **on the host** with the container's
 //! environment (there is no container to enter): `cat /tmp/healthy` reads
-//! the host's `/tmp`.
+//! the host's `/tmp`. So does `kubectl exec` ([`stream::spawn`]): `kubectl
+//! exec POD -- /bin/sh` is the host's shell, and `kubectl cp` uses the
+//! host's `tar`. `kubectl attach` follows the container's output; its stdin
+//! is closed (the lab starts no container with `stdin: true`), and without a
+//! terminal device `-t` gives no real terminal (no prompt, no resize).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -56,10 +60,11 @@ use tokio::sync::watch;
 use super::{
     ContainerConfig, ContainerId, ContainerStatus, ExecResult, ImageRef, LoopbackIpam, PullError,
     Runtime, RuntimeError, RuntimeState, SandboxConfig, SandboxInfo, Sandboxes, container_port,
-    fake_image_id, hex_id,
+    fake_image_id, hex_id, stream,
 };
 use crate::kubelet::Clock;
 use crate::kubelet::logs::{LogBuffer, LogLine, LogStream};
+use crate::machinery::remotecommand::{ExecSession, StreamOptions};
 
 /// The repository the process runtime can "pull".
 pub const DEMO_APP_REPOSITORY: &str = "workbook/demo-app";
@@ -94,6 +99,10 @@ struct Proc {
     exit: watch::Receiver<Exit>,
     logs: LogBuffer,
     env: Vec<(String, String)>,
+    /// What `kubectl exec` runs with: the whole environment the container
+    /// got, and its `workingDir` (`/`, the image's, when it names none).
+    exec_env: Vec<(String, String)>,
+    working_dir: String,
 }
 
 #[derive(Default)]
@@ -288,20 +297,29 @@ impl Runtime for ProcessRuntime {
         })?;
         let listen = format!("{}:{}", sandbox.ip, container_port(&config.container));
         let argv = demo_app_argv(&config.container, &listen, tag)?;
+        let exec_env: Vec<(String, String)> = [
+            (
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+            ),
+            ("HOSTNAME", sandbox.config.name.clone()),
+            ("POD_NAME", sandbox.config.name.clone()),
+            ("NO_COLOR", "1".into()), // plain logs, as a log file would hold
+            // The image's own `ENV` (the container's `env` overrides it, as
+            // in Docker), with the pod's address for `0.0.0.0`.
+            ("LISTEN", listen.clone()),
+            ("APP_VERSION", tag.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .chain(config.env.iter().cloned())
+        .collect();
         let mut cmd = Command::new(&self.config.exe);
         cmd.arg("app")
             .args(&argv)
             // A container sees its own environment, not the kubelet's.
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOSTNAME", &sandbox.config.name)
-            .env("POD_NAME", &sandbox.config.name)
-            .env("NO_COLOR", "1") // plain logs, as a log file would hold
-            // The image's own `ENV` (the container's `env` overrides it, as
-            // in Docker), with the pod's address for `0.0.0.0`.
-            .env("LISTEN", &listen)
-            .env("APP_VERSION", tag)
-            .envs(config.env.iter().map(|(k, v)| (k, v)))
+            .envs(exec_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -353,6 +371,13 @@ impl Runtime for ProcessRuntime {
                     exit: exit_rx,
                     logs: logs.clone(),
                     env: config.env.clone(),
+                    exec_env,
+                    working_dir: config
+                        .container
+                        .working_dir
+                        .clone()
+                        .filter(|d| !d.is_empty())
+                        .unwrap_or_else(|| "/".into()),
                 },
             );
             id
@@ -450,6 +475,39 @@ impl Runtime for ProcessRuntime {
         id: &ContainerId,
     ) -> Result<BoxStream<'static, LogLine>, RuntimeError> {
         self.proc(id, |p| p.logs.follow().boxed())
+    }
+
+    // ANCHOR: process_exec
+    /// `kubectl exec`: the command runs **on the host**, as a child of the
+    /// kubelet, with the container's environment (its `env`, `HOSTNAME`,
+    /// `LISTEN` on the pod's address) and working directory. There is no
+    /// container to enter: it sees the host's files, users and processes.
+    async fn exec(
+        &self,
+        id: &ContainerId,
+        command: &[String],
+        options: StreamOptions,
+    ) -> Result<ExecSession, RuntimeError> {
+        let (env, working_dir) = self.proc(id, |p| (p.exec_env.clone(), p.working_dir.clone()))?;
+        stream::spawn(
+            stream::HostExec {
+                command,
+                env: &env,
+                working_dir: &working_dir,
+            },
+            options,
+        )
+        .map_err(RuntimeError::Failed)
+    }
+    // ANCHOR_END: process_exec
+
+    async fn attach(
+        &self,
+        id: &ContainerId,
+        options: StreamOptions,
+    ) -> Result<ExecSession, RuntimeError> {
+        let lines = self.proc(id, |p| p.logs.live())?;
+        Ok(stream::attach_to_log(lines, options))
     }
 
     async fn exec_sync(

@@ -1,0 +1,434 @@
+//! `kubectl exec`, `kubectl cp` and `kubectl attach` against an API server
+//! and a kubelet with the process runtime, through the real kubectl — and
+//! the same stream protocol through kube-rs's `Api::<Pod>::exec`/`attach`,
+//! a second, independent client, down to its channel bytes (v5's close,
+//! resize, the status channel). Loopback only; every child is stopped.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, AttachParams, PostParams};
+use labs::apiserver::{ApiServer, kubeconfig};
+use labs::kubelet::Clock;
+use labs::kubelet::runtime::LoopbackIpam;
+use labs::kubelet::runtime::process::{ProcessConfig, ProcessRuntime};
+use labs::kubelet::{Kubelet, KubeletConfig};
+use labs::store::Store;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Setup {
+    api: ApiServer,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    kubelet: Option<Kubelet>,
+    runtime: Arc<ProcessRuntime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Setup {
+    /// An API server on a free port, one kubelet (`node-1`, process
+    /// runtime) and a Running pod `web` with one container `app`.
+    async fn start() -> Setup {
+        let api = ApiServer::new(Store::new());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        kubeconfig::write_kubeconfig(&dir.path().join("kubeconfig"), addr).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(api.clone().serve(listener, async {
+            let _ = stopped.await;
+        }));
+        // A per-process range of pod addresses (parallel test binaries),
+        // apart from the other tests' ranges in this binary.
+        let third = 10 + (std::process::id() % 200) as u8;
+        let runtime = Arc::new(ProcessRuntime::new(
+            ProcessConfig {
+                exe: env!("CARGO_BIN_EXE_labs").into(),
+                tags: None,
+            },
+            Clock::cluster(),
+            LoopbackIpam::starting_at(Ipv4Addr::new(127, 5, third, 1)),
+        ));
+        let mut config = KubeletConfig::new("node-1");
+        config.relist_period = Duration::from_millis(200);
+        let kubelet = Kubelet::start(api.client(), Arc::clone(&runtime), config, Clock::cluster());
+        api.register_kubelet("node-1", kubelet.logs());
+        let setup = Setup {
+            api,
+            addr,
+            dir,
+            kubelet: Some(kubelet),
+            runtime,
+            stop: Some(stop),
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web"},
+            "spec": {
+                "nodeName": "node-1",
+                "terminationGracePeriodSeconds": 5,
+                "containers": [{
+                    "name": "app", "image": "workbook/demo-app:v1",
+                    "ports": [{"containerPort": port}],
+                    "env": [{"name": "GREETING", "value": "hello from the pod"}],
+                }],
+            },
+        }))
+        .unwrap();
+        setup
+            .pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let p = setup.pods().get("web").await.unwrap();
+            let running = p
+                .status
+                .and_then(|s| s.container_statuses)
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+                });
+            if running {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "web never ran");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        setup
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::default_namespaced(self.api.client())
+    }
+
+    /// kube-rs over real HTTP: the upgrade needs a connection.
+    fn http_pods(&self) -> Api<Pod> {
+        let config = kube::Config::new(format!("http://{}", self.addr).parse().unwrap());
+        Api::default_namespaced(kube::Client::try_from(config).unwrap())
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// Run kubectl; stdout, stderr and the exit code.
+    async fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (String, String, i32) {
+        kubectl_with(
+            &crate::kubectl(),
+            &self.kubeconfig(),
+            self.dir.path(),
+            args,
+            stdin,
+        )
+        .await
+    }
+
+    async fn stop(mut self) {
+        if let Some(k) = self.kubelet.take() {
+            k.stop().await;
+        }
+        self.runtime.shutdown().await;
+        let _ = self.stop.take().unwrap().send(());
+    }
+}
+
+async fn kubectl_with(
+    binary: &str,
+    kubeconfig: &Path,
+    dir: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (String, String, i32) {
+    let mut child = tokio::process::Command::new(binary)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(input) = stdin {
+        pipe.write_all(input.as_bytes()).await.unwrap();
+    }
+    drop(pipe);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("kubectl finished within 60 s")
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+// ANCHOR: kubectl_exec_test
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_cp_and_attach_on_the_process_runtime() {
+    let s = Setup::start().await;
+
+    // Output, the container's environment, the exit code.
+    let (out, err, code) = s
+        .kubectl(
+            &[
+                "exec",
+                "web",
+                "--",
+                "/bin/sh",
+                "-c",
+                "echo hi; echo $GREETING; echo oops >&2",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (out.as_str(), err.as_str(), code),
+        ("hi\nhello from the pod\n", "oops\n", 0)
+    );
+    let (_, err, code) = s
+        .kubectl(&["exec", "web", "--", "/bin/sh", "-c", "exit 3"], None)
+        .await;
+    assert_eq!(code, 3, "kubectl exits with the command's code");
+    assert_eq!(err, "command terminated with exit code 3\n");
+
+    // stdin, closed at its end (v5's close signal): cat sees EOF and exits.
+    let (out, _, code) = s
+        .kubectl(&["exec", "-i", "web", "--", "cat"], Some("x\ny\n"))
+        .await;
+    assert_eq!((out.as_str(), code), ("x\ny\n", 0));
+
+    // runc's words and Docker's codes for a command that cannot run.
+    let (_, err, code) = s
+        .kubectl(&["exec", "web", "--", "no-such-program"], None)
+        .await;
+    assert_eq!(code, 127);
+    assert!(
+        err.contains("exec: \"no-such-program\": executable file not found in $PATH"),
+        "{err}"
+    );
+    let plain = s.dir.path().join("not-executable");
+    std::fs::write(&plain, "data").unwrap();
+    let plain = plain.to_str().unwrap();
+    let (_, err, code) = s.kubectl(&["exec", "web", "--", plain], None).await;
+    assert_eq!(code, 126, "{err}");
+    assert!(
+        err.contains(&format!("exec: \"{plain}\": permission denied")),
+        "{err}"
+    );
+
+    // A container the pod does not have: the API server's 400.
+    let (_, err, code) = s
+        .kubectl(&["exec", "web", "-c", "nope", "--", "true"], None)
+        .await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "Error from server (BadRequest): container nope is not valid for pod web\n"
+    );
+
+    // `kubectl cp` both ways: tar through exec (the host's tar).
+    let local = s.dir.path().join("payload");
+    std::fs::write(&local, "payload\n").unwrap();
+    let remote = s.dir.path().join("in-pod");
+    let (_, err, code) = s
+        .kubectl(
+            &[
+                "cp",
+                local.to_str().unwrap(),
+                &format!("web:{}", remote.display()),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(&remote).unwrap(), "payload\n");
+    let back = s.dir.path().join("back");
+    let (_, err, code) = s
+        .kubectl(
+            &[
+                "cp",
+                &format!("web:{}", remote.display()),
+                back.to_str().unwrap(),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "payload\n");
+
+    // Once more with the dispatcher's kubectl, which picks a client by the
+    // server's minor version.
+    if Path::new("/usr/bin/kubectl").exists() {
+        let (out, err, code) = kubectl_with(
+            "/usr/bin/kubectl",
+            &s.kubeconfig(),
+            s.dir.path(),
+            &["exec", "web", "--", "/bin/sh", "-c", "echo hi; exit 3"],
+            None,
+        )
+        .await;
+        assert_eq!((out.as_str(), code), ("hi\n", 3), "{err}");
+    }
+    s.stop().await;
+}
+// ANCHOR_END: kubectl_exec_test
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_speaks_the_same_protocol() {
+    let s = Setup::start().await;
+    let pods = s.http_pods();
+
+    // stdout and stderr on their channels, then a Success status.
+    let mut p = pods
+        .exec(
+            "web",
+            ["/bin/sh", "-c", "echo out; echo err >&2"],
+            &AttachParams::default().stderr(true),
+        )
+        .await
+        .unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    let mut stdout = p.stdout().unwrap();
+    let mut stderr = p.stderr().unwrap();
+    let status = p.take_status().unwrap();
+    let (r1, r2) = tokio::join!(
+        stdout.read_to_string(&mut out),
+        stderr.read_to_string(&mut err)
+    );
+    r1.unwrap();
+    r2.unwrap();
+    assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+    let status = status.await.unwrap();
+    assert_eq!(status.status.as_deref(), Some("Success"));
+    p.join().await.unwrap();
+
+    // A non-zero exit: the NonZeroExitCode status with the code as a cause.
+    let mut p = pods
+        .exec("web", ["/bin/sh", "-c", "exit 7"], &AttachParams::default())
+        .await
+        .unwrap();
+    let status = p.take_status().unwrap().await.unwrap();
+    assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));
+    let cause = &status.details.unwrap().causes.unwrap()[0];
+    assert_eq!(
+        (cause.reason.as_deref(), cause.message.as_deref()),
+        (Some("ExitCode"), Some("7"))
+    );
+
+    // stdin, then v5's close: `wc -c` counts and exits.
+    let mut p = pods
+        .exec("web", ["wc", "-c"], &AttachParams::default().stdin(true))
+        .await
+        .unwrap();
+    let mut stdin = p.stdin().unwrap();
+    stdin.write_all(b"12345").await.unwrap();
+    // The end of stdin (a dropped half of kube-rs's pipe is not an EOF).
+    stdin.shutdown().await.unwrap();
+    let mut out = String::new();
+    p.stdout().unwrap().read_to_string(&mut out).await.unwrap();
+    assert_eq!(out.trim(), "5");
+    p.join().await.unwrap();
+
+    // A stopped kubelet: the status says so, as a refused connection.
+    s.api.unregister_kubelet("node-1");
+    let mut p = pods
+        .exec("web", ["true"], &AttachParams::default())
+        .await
+        .unwrap();
+    let status = p.take_status().unwrap().await.unwrap();
+    assert_eq!(status.reason.as_deref(), Some("InternalError"));
+    assert_eq!(
+        status.message.as_deref(),
+        Some(
+            "Internal error occurred: unable to upgrade connection: \
+             dial tcp node-1:10250: connect: connection refused"
+        )
+    );
+    s.stop().await;
+}
+
+// ANCHOR: raw_frames_test
+/// The channel bytes themselves, with a bare WebSocket client: the
+/// subprotocol answer, stdout on channel 1, resize accepted on channel 4,
+/// v5's `[255, 0]` closing stdin, the status on channel 3, then a close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_bytes_on_the_wire() {
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = Setup::start().await;
+    let url = format!(
+        "ws://{}/api/v1/namespaces/default/pods/web/exec?command=cat&stdin=true&stdout=true",
+        s.addr
+    );
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v5.channel.k8s.io, v4.channel.k8s.io".parse().unwrap(),
+    );
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(
+        resp.headers()["sec-websocket-protocol"],
+        "v5.channel.k8s.io"
+    );
+    ws.send(Message::binary(
+        b"\x04{\"Width\":100,\"Height\":30}".to_vec(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::binary(b"\x00ping".to_vec()))
+        .await
+        .unwrap();
+    ws.send(Message::binary(vec![255, 0])).await.unwrap();
+    let mut frames = Vec::new();
+    while let Some(Ok(msg)) = ws.next().await {
+        match msg {
+            Message::Binary(b) => frames.push(b.to_vec()),
+            Message::Close(frame) => {
+                assert_eq!(u16::from(frame.unwrap().code), 1000);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let (status, output) = frames.split_last().unwrap();
+    let stdout: Vec<u8> = output
+        .iter()
+        .flat_map(|f| {
+            assert_eq!(f[0], 1, "output on stdout's channel");
+            f[1..].to_vec()
+        })
+        .collect();
+    assert_eq!(stdout, b"ping");
+    assert_eq!(status[0], 3);
+    let status: serde_json::Value = serde_json::from_slice(&status[1..]).unwrap();
+    assert_eq!(status, json!({"metadata": {}, "status": "Success"}));
+
+    // A protocol this server does not speak: refused before the upgrade.
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "base64.channel.k8s.io".parse().unwrap(),
+    );
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(err.to_string().contains("400"), "{err}");
+    s.stop().await;
+}
+// ANCHOR_END: raw_frames_test
