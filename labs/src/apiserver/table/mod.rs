@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use super::selector::LabelSelector;
 
 mod columns;
+mod hpa;
 mod pod;
 
 pub use columns::column_definitions;
@@ -243,6 +244,7 @@ fn cells(kind: &str, obj: &Value, now: Timestamp) -> (Vec<Value>, Option<Value>)
             ],
             None,
         ),
+        "HorizontalPodAutoscaler" => (hpa::cells(obj, age), None),
         _ => (vec![json!(name), json!(age)], None),
     }
 }
