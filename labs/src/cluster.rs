@@ -272,6 +272,7 @@ fn start_nodes<R: Runtime>(
             let kubelet =
                 Kubelet::start(client.clone(), runtime(clock, ipam.clone()), config, clock);
             api.register_kubelet(kubelet.node_name(), kubelet.logs());
+            api.register_kubelet_stats(kubelet.node_name(), kubelet.stats());
             kubelet
         })
         .collect()
