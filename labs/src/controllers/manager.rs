@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::deployment::controller::{self as deployment_controller, DeploymentController};
 use super::endpointslice::controller::{self as endpointslice_controller, EndpointSliceController};
 use super::garbagecollector::controller::GarbageCollector;
+use super::podautoscaler::controller::{self as hpa_controller, HorizontalController};
 use super::replicaset::controller::{self as replicaset_controller, ReplicaSetController, Step};
 
 /// Which controllers to run, and what to report.
@@ -23,6 +24,7 @@ pub struct ManagerOptions {
     pub without_garbage_collector: bool,
     pub without_deployment: bool,
     pub without_endpointslice: bool,
+    pub without_horizontal_pod_autoscaler: bool,
     /// The ReplicaSet controller's steps, for a lab's timeline.
     pub replicaset_steps: Option<mpsc::UnboundedSender<Step>>,
     /// The Deployment controller's steps, for a lab's timeline.
@@ -41,6 +43,7 @@ pub enum Controller {
     GarbageCollector,
     Deployment,
     Endpointslice,
+    HorizontalPodAutoscaler,
 }
 
 impl ManagerOptions {
@@ -51,6 +54,8 @@ impl ManagerOptions {
             without_garbage_collector: without.contains(&Controller::GarbageCollector),
             without_deployment: without.contains(&Controller::Deployment),
             without_endpointslice: without.contains(&Controller::Endpointslice),
+            without_horizontal_pod_autoscaler: without
+                .contains(&Controller::HorizontalPodAutoscaler),
             ..ManagerOptions::default()
         }
     }
@@ -66,6 +71,9 @@ impl ManagerOptions {
         }
         if !self.without_endpointslice {
             names.push(endpointslice_controller::COMPONENT);
+        }
+        if !self.without_horizontal_pod_autoscaler {
+            names.push(hpa_controller::COMPONENT);
         }
         if !self.without_garbage_collector {
             names.push("garbage-collector");
@@ -114,6 +122,11 @@ impl ControllerManager {
                 client.clone(),
                 endpointslice_controller::Options::default(),
             );
+            tasks.spawn(controller.run(shutdown.clone()));
+        }
+        if !options.without_horizontal_pod_autoscaler {
+            let controller =
+                HorizontalController::new(client.clone(), hpa_controller::Options::default());
             tasks.spawn(controller.run(shutdown.clone()));
         }
         if !options.without_garbage_collector {

@@ -31,4 +31,5 @@ pub mod endpointslice;
 pub mod garbagecollector;
 pub mod manager;
 pub mod nodelifecycle;
+pub mod podautoscaler;
 pub mod replicaset;
