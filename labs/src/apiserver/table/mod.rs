@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use super::selector::LabelSelector;
 
 mod columns;
-mod hpa;
+pub mod hpa;
 mod pod;
 
 pub use columns::column_definitions;
