@@ -7,6 +7,7 @@
 mod cli;
 mod docker;
 mod docker_runtime;
+mod hpa;
 mod kubelet_prestop;
 mod kubelet_process;
 mod kubelet_simulated;
