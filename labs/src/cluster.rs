@@ -50,6 +50,9 @@ pub enum Component {
     Endpointslice,
     /// The garbage collector: nothing owned is deleted with its owner.
     GarbageCollector,
+    /// The HorizontalPodAutoscaler controller: HPAs show `<unknown>` and
+    /// nothing scales.
+    HorizontalPodAutoscaler,
     /// The scheduler: without it, pods stay Pending with no node.
     Scheduler,
     /// The node lifecycle controller: without it, a node that stops
@@ -73,6 +76,7 @@ impl Component {
             Component::Deployment => Some(Controller::Deployment),
             Component::Endpointslice => Some(Controller::Endpointslice),
             Component::GarbageCollector => Some(Controller::GarbageCollector),
+            Component::HorizontalPodAutoscaler => Some(Controller::HorizontalPodAutoscaler),
             _ => None,
         }
     }

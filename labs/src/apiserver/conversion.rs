@@ -114,7 +114,10 @@ pub fn hpa_v2_to_v1(mut obj: Value) -> Value {
     if !other_current.is_empty() {
         keep.push((CURRENT_METRICS_ANNOTATION, json!(other_current)));
     }
-    if status["conditions"].as_array().is_some_and(|c| !c.is_empty()) {
+    if status["conditions"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty())
+    {
         keep.push((CONDITIONS_ANNOTATION, status["conditions"].clone()));
     }
     for (k, v) in keep {
@@ -142,11 +145,18 @@ pub fn hpa_v1_to_v2(mut obj: Value) -> Value {
     let conditions = taken(CONDITIONS_ANNOTATION);
     drop_empty_annotations(&mut obj);
     let mut metrics = Vec::new();
-    if let Some(t) = spec.get("targetCPUUtilizationPercentage").filter(|t| !t.is_null()) {
+    if let Some(t) = spec
+        .get("targetCPUUtilizationPercentage")
+        .filter(|t| !t.is_null())
+    {
         metrics.push(json!({"type": "Resource", "resource": {
             "name": "cpu", "target": {"type": "Utilization", "averageUtilization": t}}}));
     }
-    metrics.extend(other.and_then(|v| v.as_array().cloned()).unwrap_or_default());
+    metrics.extend(
+        other
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default(),
+    );
     let mut v2_spec = json!({
         "scaleTargetRef": spec["scaleTargetRef"],
         "maxReplicas": spec["maxReplicas"],

@@ -237,7 +237,10 @@ async fn pod_list(
     }
     items.sort_by_key(|i| {
         (
-            i["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+            i["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
             i["metadata"]["name"].as_str().unwrap_or("").to_string(),
         )
     });

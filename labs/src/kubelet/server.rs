@@ -10,9 +10,9 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 
 use super::logs::LogLine;
+use super::runtime::ContainerId;
 use super::runtime::Runtime;
 use super::state::{PodRuntimeState, reasons};
-use super::runtime::ContainerId;
 use crate::machinery::node_api::{
     ContainerUsage, LogRequest, LogStream, NodeLogs, NodeStats, NodeUsage, PodUsage,
 };

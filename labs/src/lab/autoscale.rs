@@ -87,7 +87,10 @@ impl Lab<'_> {
     async fn scenario(&mut self) -> anyhow::Result<()> {
         let deployments: Api<Deployment> = Api::default_namespaced(self.client.clone());
         let hpas: Api<HorizontalPodAutoscaler> = Api::default_namespaced(self.client.clone());
-        say!(self, "Lab: the HorizontalPodAutoscaler — virtual time, simulated CPU load");
+        say!(
+            self,
+            "Lab: the HorizontalPodAutoscaler — virtual time, simulated CPU load"
+        );
         say!(self);
         say!(
             self,
@@ -102,7 +105,10 @@ impl Lab<'_> {
             "lab sets. Times are virtual seconds since each step began (+Ns)."
         );
         say!(self);
-        say!(self, "# A Deployment `web`: 1 replica, each pod requests 100m of CPU.");
+        say!(
+            self,
+            "# A Deployment `web`: 1 replica, each pod requests 100m of CPU."
+        );
         let deploy = serde_json::from_value(json!({
             "metadata": {"name": "web"},
             "spec": {
@@ -211,14 +217,10 @@ impl Lab<'_> {
         let deploy = Api::<Deployment>::default_namespaced(self.client.clone())
             .get("web")
             .await?;
+        let targets = targets(&serde_json::to_value(&hpa)?);
         let status = hpa.status.unwrap_or_default();
         Ok(Seen {
-            targets: targets(&serde_json::to_value(&{
-                let mut h = HorizontalPodAutoscaler::default();
-                h.spec = hpa.spec.clone();
-                h.status = Some(status.clone());
-                h
-            })?),
+            targets,
             desired: status.desired_replicas,
             deployment: deploy.spec.and_then(|s| s.replicas).unwrap_or(0),
             ready: deploy.status.and_then(|s| s.ready_replicas).unwrap_or(0),

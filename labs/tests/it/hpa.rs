@@ -153,7 +153,15 @@ async fn kubectl_autoscale_get_hpa_top_and_the_v1_view() {
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"]
+        [
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINPODS",
+            "MAXPODS",
+            "REPLICAS",
+            "AGE"
+        ]
     );
     let row = lines.next().unwrap();
     assert!(
@@ -175,7 +183,10 @@ async fn kubectl_autoscale_get_hpa_top_and_the_v1_view() {
     assert!(top.starts_with("NAME"), "{top}");
     assert!(top.contains("CPU(cores)") && top.contains("16Mi"), "{top}");
     let nodes = c.kubectl(&["top", "nodes"]).await;
-    assert!(nodes.contains("node-1") && nodes.contains("node-2"), "{nodes}");
+    assert!(
+        nodes.contains("node-1") && nodes.contains("node-2"),
+        "{nodes}"
+    );
 
     // At 150% of the request against an 80% target, the HPA scales the
     // Deployment up to its maximum and reports it.
@@ -207,7 +218,10 @@ async fn kubectl_autoscale_get_hpa_top_and_the_v1_view() {
     let v1: serde_json::Value = serde_json::from_str(&v1).unwrap();
     assert_eq!(v1["apiVersion"], "autoscaling/v1");
     assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 80);
-    assert!(v1["status"]["currentCPUUtilizationPercentage"].is_i64(), "{v1}");
+    assert!(
+        v1["status"]["currentCPUUtilizationPercentage"].is_i64(),
+        "{v1}"
+    );
     assert!(
         v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/conditions"].is_string(),
         "{v1}"
@@ -243,7 +257,9 @@ async fn kubectl_autoscale_get_hpa_top_and_the_v1_view() {
         .await;
     assert!(!ok);
     assert!(
-        out.contains("spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"),
+        out.contains(
+            "spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"
+        ),
         "{out}"
     );
     c.stop().await;
@@ -266,7 +282,15 @@ async fn an_older_kubectl_autoscales_through_v1() {
     let (ok, out) = c
         .kubectl_with(
             old,
-            &["autoscale", "deploy", "web", "--min=2", "--max=5", "--cpu-percent=70", "-v=6"],
+            &[
+                "autoscale",
+                "deploy",
+                "web",
+                "--min=2",
+                "--max=5",
+                "--cpu-percent=70",
+                "-v=6",
+            ],
             None,
         )
         .await;

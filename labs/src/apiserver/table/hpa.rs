@@ -69,7 +69,10 @@ pub fn cells(obj: &Value, age: String) -> Vec<Value> {
 /// `cpu: 30%/80%` per metric, `<unknown>` before the controller has
 /// measured, at most two and then `+ N more...`.
 pub fn targets(obj: &Value) -> String {
-    let specs = obj["spec"]["metrics"].as_array().cloned().unwrap_or_default();
+    let specs = obj["spec"]["metrics"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if specs.is_empty() {
         return "<none>".to_string();
     }
@@ -169,7 +172,15 @@ mod tests {
         let row = cells(&hpa, "5s".into());
         assert_eq!(
             row,
-            vec![json!("web"), json!("Deployment/web"), json!("<none>"), json!("<unset>"), json!(4), json!(2), json!("5s")]
+            vec![
+                json!("web"),
+                json!("Deployment/web"),
+                json!("<none>"),
+                json!("<unset>"),
+                json!(4),
+                json!(2),
+                json!("5s")
+            ]
         );
     }
 }

@@ -14,7 +14,11 @@ pub(super) fn validate_hpa_spec(errs: &mut Errors, spec: &Value) {
     if let Some(min) = min
         && min < 1
     {
-        errs.invalid("spec.minReplicas", min, "must be greater than or equal to 1");
+        errs.invalid(
+            "spec.minReplicas",
+            min,
+            "must be greater than or equal to 1",
+        );
     }
     if max < 1 {
         errs.invalid("spec.maxReplicas", max, "must be greater than 0");
@@ -30,7 +34,12 @@ pub(super) fn validate_hpa_spec(errs: &mut Errors, spec: &Value) {
     }
     let target = spec.get("scaleTargetRef").unwrap_or(&Value::Null);
     for f in ["kind", "name"] {
-        if target.get(f).and_then(Value::as_str).unwrap_or("").is_empty() {
+        if target
+            .get(f)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
             errs.required(&format!("spec.scaleTargetRef.{f}"), "");
         }
     }
@@ -57,7 +66,13 @@ pub(super) fn validate_hpa_spec(errs: &mut Errors, spec: &Value) {
                 errs.not_supported(
                     &format!("{path}.type"),
                     other,
-                    &["ContainerResource", "External", "Object", "Pods", "Resource"],
+                    &[
+                        "ContainerResource",
+                        "External",
+                        "Object",
+                        "Pods",
+                        "Resource",
+                    ],
                 );
                 continue;
             }
@@ -81,7 +96,10 @@ pub(super) fn validate_hpa_spec(errs: &mut Errors, spec: &Value) {
             );
         }
         match target.get("type").and_then(Value::as_str).unwrap_or("") {
-            "" => errs.required(&format!("{tpath}.type"), "must specify a metric target type"),
+            "" => errs.required(
+                &format!("{tpath}.type"),
+                "must specify a metric target type",
+            ),
             "Utilization" | "Value" | "AverageValue" => {}
             other => errs.not_supported(
                 &format!("{tpath}.type"),

@@ -90,10 +90,10 @@ impl HorizontalController {
             COMPONENT,
             shutdown.clone(),
         ));
-        let informer = tokio::spawn(
-            self.informer
-                .run(Arc::new(EnqueueKey(Arc::clone(&self.queue))), shutdown.clone()),
-        );
+        let informer = tokio::spawn(self.informer.run(
+            Arc::new(EnqueueKey(Arc::clone(&self.queue))),
+            shutdown.clone(),
+        ));
         let store = shared.hpas.clone();
         let workers = Arc::clone(&shared);
         run_controller(
@@ -141,7 +141,12 @@ fn rules(given: Option<&HPAScalingRules>, default: Rules) -> Rules {
     }
 }
 
-fn condition(type_: &str, ok: bool, reason: &str, message: String) -> HorizontalPodAutoscalerCondition {
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+) -> HorizontalPodAutoscalerCondition {
     HorizontalPodAutoscalerCondition {
         type_: type_.into(),
         status: if ok { "True" } else { "False" }.into(),
@@ -200,7 +205,8 @@ impl Shared {
                     format!("the HPA controller was unable to get the target's current scale: {e}"),
                 ));
                 self.record(&hpa, "Warning", "FailedGetScale", e.to_string());
-                self.write_status(&hpa, None, None, conditions, None).await?;
+                self.write_status(&hpa, None, None, conditions, None)
+                    .await?;
                 return Ok(resync);
             }
         };
@@ -211,7 +217,10 @@ impl Shared {
             "the HPA controller was able to get the target's current scale".into(),
         ));
         let current = scale["spec"]["replicas"].as_i64().unwrap_or(0) as i32;
-        let selector = scale["status"]["selector"].as_str().unwrap_or("").to_string();
+        let selector = scale["status"]["selector"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
 
         // 2. Decide.
         let mut metric_status = None;
@@ -224,9 +233,15 @@ impl Shared {
             ));
             (0, String::new())
         } else if current > max {
-            (max, "Current number of replicas above Spec.MaxReplicas".to_string())
+            (
+                max,
+                "Current number of replicas above Spec.MaxReplicas".to_string(),
+            )
         } else if current < min {
-            (min, "Current number of replicas below Spec.MinReplicas".to_string())
+            (
+                min,
+                "Current number of replicas below Spec.MinReplicas".to_string(),
+            )
         } else {
             let target_util = spec
                 .metrics
@@ -242,8 +257,9 @@ impl Shared {
             let calc = match calc {
                 Ok(c) => c,
                 Err(e) => {
-                    let message =
-                        format!("the HPA was unable to compute the replica count: failed to get cpu utilization: {e}");
+                    let message = format!(
+                        "the HPA was unable to compute the replica count: failed to get cpu utilization: {e}"
+                    );
                     conditions.push(condition(
                         "ScalingActive",
                         false,
@@ -264,7 +280,10 @@ impl Shared {
                 "the HPA was able to successfully calculate a replica count from cpu resource utilization (percentage of request)".into(),
             ));
             let behavior = spec.behavior.as_ref();
-            let up = rules(behavior.and_then(|b| b.scale_up.as_ref()), default_scale_up());
+            let up = rules(
+                behavior.and_then(|b| b.scale_up.as_ref()),
+                default_scale_up(),
+            );
             let down = rules(
                 behavior.and_then(|b| b.scale_down.as_ref()),
                 default_scale_down(),
@@ -278,7 +297,7 @@ impl Shared {
             });
             let stabilized = stabilize(calc.replicas, current, history, &up, &down, now);
             let (desired, limit_reason, limit_message) =
-                limit_rate(stabilized, current, min, max, history, &up, &down, now);
+                limit_rate(stabilized, current, (min, max), history, &up, &down, now);
             conditions.push(condition(
                 "ScalingLimited",
                 desired != stabilized,
@@ -297,8 +316,11 @@ impl Shared {
         let mut last_scale_time = hpa.status.as_ref().and_then(|s| s.last_scale_time.clone());
         if desired != current && !(current == 0 && min != 0) {
             let patch = serde_json::json!({"spec": {"replicas": desired}});
-            let api: Api<kube::core::DynamicObject> =
-                Api::namespaced_with(self.client.clone(), &ns, &scale_resource(&target.api_version, &target.kind));
+            let api: Api<kube::core::DynamicObject> = Api::namespaced_with(
+                self.client.clone(),
+                &ns,
+                &scale_resource(&target.api_version, &target.kind),
+            );
             let result = api
                 .patch_subresource(
                     "scale",
@@ -313,7 +335,9 @@ impl Shared {
                         "AbleToScale",
                         true,
                         "SucceededRescale",
-                        format!("the HPA controller was able to update the target scale to {desired}"),
+                        format!(
+                            "the HPA controller was able to update the target scale to {desired}"
+                        ),
                     );
                     self.history
                         .lock()
@@ -418,8 +442,19 @@ impl Shared {
         Ok((pods, metrics))
     }
 
-    fn record(&self, hpa: &HorizontalPodAutoscaler, type_: &'static str, reason: &str, message: String) {
-        if let Some(r) = self.recorder.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+    fn record(
+        &self,
+        hpa: &HorizontalPodAutoscaler,
+        type_: &'static str,
+        reason: &str,
+        message: String,
+    ) {
+        if let Some(r) = self
+            .recorder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             r.record(hpa, type_, reason, message);
         }
     }

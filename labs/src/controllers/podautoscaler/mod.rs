@@ -88,7 +88,12 @@ fn cpu_request(pod: &Pod) -> Result<i64, String> {
             .as_ref()
             .and_then(|r| r.requests.as_ref())
             .and_then(|r| r.get("cpu"))
-            .ok_or_else(|| format!("missing request for cpu in container {} of Pod {name}", c.name))?;
+            .ok_or_else(|| {
+                format!(
+                    "missing request for cpu in container {} of Pod {name}",
+                    c.name
+                )
+            })?;
         total += parse_cpu_millis(&request.0).map_err(|e| e.to_string())?;
     }
     Ok(total)
@@ -204,7 +209,10 @@ pub fn cpu_replicas(
     if ratio < 1.0 {
         let fallback = i64::from(target_utilization.max(100));
         for p in &missing {
-            usable.insert(p.clone(), requests.get(p).copied().unwrap_or(0) * fallback / 100);
+            usable.insert(
+                p.clone(),
+                requests.get(p).copied().unwrap_or(0) * fallback / 100,
+            );
         }
     } else if ratio > 1.0 {
         for p in &missing {
@@ -340,13 +348,12 @@ fn changed_within(history: &History, period_seconds: i64, now: Timestamp, up: bo
 // ANCHOR: limit_rate
 /// Upstream's `convertDesiredReplicasWithBehaviorRate`: how far the
 /// policies let the count move from `current` now, given the changes of
-/// the last periods; then the min/max bounds. Returns the count and the
-/// ScalingLimited reason and message.
+/// the last periods; then the `(minReplicas, maxReplicas)` bounds. Returns
+/// the count and the ScalingLimited reason and message.
 pub fn limit_rate(
     desired: i32,
     current: i32,
-    min: i32,
-    max: i32,
+    (min, max): (i32, i32),
     history: &History,
     up: &Rules,
     down: &Rules,
@@ -405,9 +412,8 @@ pub fn limit_rate(
         } else {
             let proposals = down.policies.iter().map(|p| {
                 let period = match *p {
-                    Policy::Pods { period_seconds, .. } | Policy::Percent { period_seconds, .. } => {
-                        period_seconds
-                    }
+                    Policy::Pods { period_seconds, .. }
+                    | Policy::Percent { period_seconds, .. } => period_seconds,
                 };
                 let start = current + changed_within(history, period, now, false)
                     - changed_within(history, period, now, true);

@@ -170,13 +170,21 @@ fn scale_up_rate_is_max_of_four_pods_and_double() {
     let h = History::default();
     // From 1: +4 beats ×2 → 5. From 10: ×2 beats +4 → 20 (clamped by max).
     assert_eq!(
-        limit_rate(100, 1, 1, 100, &h, &up, &down, t(0)),
-        (5, "ScaleUpLimit", "the desired replica count is increasing faster than the maximum scale rate")
+        limit_rate(100, 1, (1, 100), &h, &up, &down, t(0)),
+        (
+            5,
+            "ScaleUpLimit",
+            "the desired replica count is increasing faster than the maximum scale rate"
+        )
     );
-    assert_eq!(limit_rate(100, 10, 1, 100, &h, &up, &down, t(0)).0, 20);
+    assert_eq!(limit_rate(100, 10, (1, 100), &h, &up, &down, t(0)).0, 20);
     assert_eq!(
-        limit_rate(100, 10, 1, 12, &h, &up, &down, t(0)),
-        (12, "TooManyReplicas", "the desired replica count is more than the maximum replica count")
+        limit_rate(100, 10, (1, 12), &h, &up, &down, t(0)),
+        (
+            12,
+            "TooManyReplicas",
+            "the desired replica count is more than the maximum replica count"
+        )
     );
     // A scale-up of +4 five seconds ago counts against this period: the
     // period started at 1 pod, so at most 5 now.
@@ -184,15 +192,23 @@ fn scale_up_rate_is_max_of_four_pods_and_double() {
         recommendations: vec![],
         scale_events: vec![(t(-5), 4)],
     };
-    assert_eq!(limit_rate(100, 5, 1, 100, &h, &up, &down, t(0)).0, 5);
+    assert_eq!(limit_rate(100, 5, (1, 100), &h, &up, &down, t(0)).0, 5);
     // Down: 100 % per 15 s, bounded by minReplicas.
     let h = History::default();
     assert_eq!(
-        limit_rate(1, 6, 2, 10, &h, &up, &down, t(0)),
-        (2, "TooFewReplicas", "the desired replica count is less than the minimum replica count")
+        limit_rate(1, 6, (2, 10), &h, &up, &down, t(0)),
+        (
+            2,
+            "TooFewReplicas",
+            "the desired replica count is less than the minimum replica count"
+        )
     );
     assert_eq!(
-        limit_rate(3, 6, 2, 10, &h, &up, &down, t(0)),
-        (3, "DesiredWithinRange", "the desired count is within the acceptable range")
+        limit_rate(3, 6, (2, 10), &h, &up, &down, t(0)),
+        (
+            3,
+            "DesiredWithinRange",
+            "the desired count is within the acceptable range"
+        )
     );
 }

@@ -54,9 +54,9 @@ use tokio::process::Command;
 use tokio::sync::watch;
 
 use super::{
-    ContainerConfig, ContainerId, ContainerStats, ContainerStatus, ExecResult, ImageRef, LoopbackIpam, PullError,
-    Runtime, RuntimeError, RuntimeState, SandboxConfig, SandboxInfo, Sandboxes, container_port,
-    fake_image_id, hex_id,
+    ContainerConfig, ContainerId, ContainerStats, ContainerStatus, ExecResult, ImageRef,
+    LoopbackIpam, PullError, Runtime, RuntimeError, RuntimeState, SandboxConfig, SandboxInfo,
+    Sandboxes, container_port, fake_image_id, hex_id,
 };
 use crate::kubelet::Clock;
 use crate::kubelet::logs::{LogBuffer, LogLine, LogStream};
@@ -461,12 +461,15 @@ impl Runtime for ProcessRuntime {
     /// not a cgroup.
     async fn container_stats(&self, id: &ContainerId) -> Option<ContainerStats> {
         let pid = self
-            .proc(id, |p| (p.status.state == RuntimeState::Running).then_some(p.pid))
+            .proc(id, |p| {
+                (p.status.state == RuntimeState::Running).then_some(p.pid)
+            })
             .ok()??;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // The command name (field 2) may hold spaces: count from its `)`.
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
         // SAFETY: sysconf has no memory-safety preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -29,9 +29,9 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::{
-    ContainerConfig, ContainerId, ContainerStats, ContainerStatus, ExecResult, ImageRef, LoopbackIpam, ProbeTarget,
-    PullError, Runtime, RuntimeError, RuntimeState, SandboxConfig, SandboxInfo, Sandboxes,
-    container_port, fake_image_id, hex_id,
+    ContainerConfig, ContainerId, ContainerStats, ContainerStatus, ExecResult, ImageRef,
+    LoopbackIpam, ProbeTarget, PullError, Runtime, RuntimeError, RuntimeState, SandboxConfig,
+    SandboxInfo, Sandboxes, container_port, fake_image_id, hex_id,
 };
 use crate::kubelet::Clock;
 use crate::kubelet::logs::{LogBuffer, LogLine, LogStream};
@@ -120,7 +120,11 @@ impl CpuLoad {
 
     fn started(&self, image: &str, key: String) {
         let mut inner = self.inner.lock().unwrap();
-        inner.running.entry(image.to_string()).or_default().insert(key);
+        inner
+            .running
+            .entry(image.to_string())
+            .or_default()
+            .insert(key);
     }
 
     fn stopped(&self, image: &str, key: &str) {
@@ -479,7 +483,9 @@ impl Runtime for SimulatedRuntime {
             })
             .ok()??;
         let rate = self.config.load.share_nano_cores(&image);
-        let up = Instant::now().saturating_duration_since(started).as_secs_f64();
+        let up = Instant::now()
+            .saturating_duration_since(started)
+            .as_secs_f64();
         Some(ContainerStats {
             usage_core_nano_seconds: (rate as f64 * up) as u64,
             usage_nano_cores: Some(rate),
