@@ -342,10 +342,7 @@ async fn stats_come_from_proc_and_grow_under_load() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         for _ in 0..50 {
-            let _ = client
-                .get(format!("http://{}:{port}/", sb.ip))
-                .send()
-                .await;
+            let _ = client.get(format!("http://{}:{port}/", sb.ip)).send().await;
         }
         let now = rt.container_stats(&id).await.expect("still running");
         if now.usage_core_nano_seconds > first.usage_core_nano_seconds {

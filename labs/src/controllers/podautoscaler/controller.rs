@@ -296,6 +296,29 @@ impl Shared {
                 scale_events: Vec::new(),
             });
             let stabilized = stabilize(calc.replicas, current, history, &up, &down, now);
+            // AbleToScale says whether the window held the count back.
+            conditions[0] = if stabilized == calc.replicas {
+                condition(
+                    "AbleToScale",
+                    true,
+                    "ReadyForNewScale",
+                    "recommended size matches current size".into(),
+                )
+            } else if calc.replicas >= current {
+                condition(
+                    "AbleToScale",
+                    true,
+                    "ScaleUpStabilized",
+                    "recent recommendations were lower than current one, applying the lowest recent recommendation".into(),
+                )
+            } else {
+                condition(
+                    "AbleToScale",
+                    true,
+                    "ScaleDownStabilized",
+                    "recent recommendations were higher than current one, applying the highest recent recommendation".into(),
+                )
+            };
             let (desired, limit_reason, limit_message) =
                 limit_rate(stabilized, current, (min, max), history, &up, &down, now);
             conditions.push(condition(
