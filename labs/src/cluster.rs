@@ -56,6 +56,9 @@ pub enum Component {
     /// The service-account controller: new namespaces get no `default`
     /// ServiceAccount.
     Serviceaccount,
+    /// The HorizontalPodAutoscaler controller: HPAs show `<unknown>` and
+    /// nothing scales.
+    HorizontalPodAutoscaler,
     /// The scheduler: without it, pods stay Pending with no node.
     Scheduler,
     /// The node lifecycle controller: without it, a node that stops
@@ -81,6 +84,7 @@ impl Component {
             Component::GarbageCollector => Some(Controller::GarbageCollector),
             Component::Disruption => Some(Controller::Disruption),
             Component::Serviceaccount => Some(Controller::Serviceaccount),
+            Component::HorizontalPodAutoscaler => Some(Controller::HorizontalPodAutoscaler),
             _ => None,
         }
     }
@@ -280,6 +284,7 @@ fn start_nodes<R: Runtime>(
             let kubelet =
                 Kubelet::start(client.clone(), runtime(clock, ipam.clone()), config, clock);
             api.register_kubelet(kubelet.node_name(), kubelet.logs());
+            api.register_kubelet_stats(kubelet.node_name(), kubelet.stats());
             kubelet
         })
         .collect()

@@ -48,6 +48,10 @@ enum Lab {
     /// controller marks its node Unknown and taints it, its pods are
     /// evicted and replaced elsewhere (in-process, virtual time).
     NodeFailure,
+    /// Lab: the HorizontalPodAutoscaler — load goes up, the HPA adds pods
+    /// until their CPU is at the target; load goes away, and 5 minutes
+    /// later so do the pods (in-process, virtual time).
+    Autoscale,
     /// Lab: the Docker recap for real, through the Docker Engine API —
     /// images, build, run, exec, commit, a compose-style pair, cleanup.
     Docker,
@@ -174,7 +178,7 @@ fn main() {
         // The narrated lab runs on one thread with tokio's clock paused: time
         // only moves when every task is waiting, so the run is the same every
         // time (and a 5-minute timeout takes no time at all).
-        Lab::Replicaset | Lab::Scheduler | Lab::Kubelet | Lab::NodeFailure => {
+        Lab::Replicaset | Lab::Scheduler | Lab::Kubelet | Lab::NodeFailure | Lab::Autoscale => {
             init_tracing("warn");
             let lab = cli.lab;
             tokio::runtime::Builder::new_current_thread()
@@ -189,6 +193,7 @@ fn main() {
                             Lab::Scheduler => labs::lab::scheduler::run(out).await,
                             Lab::Kubelet => labs::lab::kubelet::run(out).await,
                             Lab::NodeFailure => labs::lab::node_failure::run(out).await,
+                            Lab::Autoscale => labs::lab::autoscale::run(out).await.map(|_| ()),
                             _ => labs::lab::replicaset::run(out).await,
                         }
                     })
@@ -253,6 +258,7 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         | Lab::Scheduler
         | Lab::Kubelet
         | Lab::NodeFailure
+        | Lab::Autoscale
         | Lab::Rollout(_)
         | Lab::Service(_) => {
             unreachable!("runs on its own runtime")

@@ -53,9 +53,34 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
                 default_pod_template(template);
             }
         }
+        "HorizontalPodAutoscaler" => default_hpa(obj),
         _ => {}
     }
 }
+
+// ANCHOR: default_hpa
+/// autoscaling/v2's `SetDefaults_HorizontalPodAutoscaler`: at least one
+/// replica, and without metrics the classic target — 80 % of the pods'
+/// CPU requests. (`behavior` is defaulted only where it is given; the
+/// controller applies the default rules when it is absent.)
+fn default_hpa(obj: &mut Map<String, Value>) {
+    let Some(spec) = child(obj, "spec") else {
+        return;
+    };
+    set_default(spec, "minReplicas", json!(1));
+    let no_metrics = spec
+        .get("metrics")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    if no_metrics {
+        spec.insert(
+            "metrics".into(),
+            json!([{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+        );
+    }
+}
+// ANCHOR_END: default_hpa
 
 // ANCHOR: default_toleration_seconds
 /// The DefaultTolerationSeconds admission plugin, on pod creation: a pod

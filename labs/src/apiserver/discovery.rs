@@ -85,14 +85,23 @@ pub async fn api_group_list() -> Response {
 }
 
 pub fn api_group_list_doc() -> Value {
-    let groups: Vec<Value> = group_versions()
+    // One entry per group with all its versions, the preferred (storage)
+    // one first: `autoscaling` serves v2 and v1.
+    let mut groups: Vec<(&str, Vec<Value>)> = Vec::new();
+    for (g, v) in group_versions().into_iter().filter(|(g, _)| !g.is_empty()) {
+        let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+        match groups.iter_mut().find(|(name, _)| *name == g) {
+            Some((_, versions)) => versions.push(gv),
+            None => groups.push((g, vec![gv])),
+        }
+    }
+    let mut groups: Vec<Value> = groups
         .into_iter()
-        .filter(|(g, _)| !g.is_empty())
-        .map(|(g, v)| {
-            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
-            json!({"name": g, "versions": [gv], "preferredVersion": gv})
-        })
+        .map(|(g, versions)| json!({"name": g, "preferredVersion": versions[0], "versions": versions}))
         .collect();
+    // The resource metrics API, which upstream's metrics-server adds to the
+    // server through API aggregation; here the server answers it itself.
+    groups.push(super::metrics::api_group());
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -100,6 +109,9 @@ pub fn api_group_list_doc() -> Value {
 /// `GET /api/v1`, `GET /apis/apps/v1`: the resources of one group/version,
 /// with their verbs, short names, categories and subresources.
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (super::metrics::GROUP, super::metrics::VERSION) {
+        return Some(super::metrics::api_resource_list());
+    }
     let rs: Vec<&Resource> = RESOURCES
         .iter()
         .filter(|r| r.group == group && r.version == version)

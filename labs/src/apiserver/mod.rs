@@ -29,9 +29,12 @@
 //! | [`watch`] | `k8s.io/apiserver/pkg/endpoints/handlers/watch.go` |
 //! | [`discovery`] | `/api`, `/apis`, `/version` |
 //! | [`openapi`] | `k8s.io/kube-openapi/pkg/handler3` (`/openapi/v3`, `/openapi/v2`) |
+//! | [`conversion`] | `pkg/apis/autoscaling/v1/conversion.go` (one kind served in two versions) |
+//! | [`metrics`] | metrics-server (`metrics.k8s.io`, what `kubectl top` reads) |
 //! | [`status`] | `k8s.io/apimachinery/pkg/api/errors` |
 
 pub mod allocator;
+pub mod conversion;
 pub mod defaults;
 pub mod names;
 pub mod patch;
@@ -45,6 +48,7 @@ pub mod exec;
 pub mod handlers;
 pub mod kubeconfig;
 pub mod logs;
+pub mod metrics;
 pub mod openapi;
 pub mod portforward;
 pub mod request;
@@ -117,6 +121,8 @@ struct Inner {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// The kubelets' log endpoints by node name ([`logs`]).
     kubelets: logs::Registry,
+    /// The kubelets' resource metrics endpoints by node name ([`metrics`]).
+    kubelet_stats: metrics::Registry,
     /// Objects decoded once for all filtered watches ([`watch::Decoded`]).
     decoded: watch::Decoded,
     /// Cluster IPs and node ports handed out ([`allocator`]), rebuilt from
@@ -152,6 +158,7 @@ impl ApiServer {
                 config,
                 shutdown,
                 kubelets: Default::default(),
+                kubelet_stats: Default::default(),
                 decoded: Default::default(),
                 allocators: std::sync::Mutex::new(allocators),
             }),
@@ -206,6 +213,34 @@ impl ApiServer {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(node);
+        self.inner
+            .kubelet_stats
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(node);
+    }
+
+    /// A kubelet announces where its resource metrics can be read (what
+    /// metrics-server would scrape), for `kubectl top` and the HPA.
+    pub fn register_kubelet_stats(&self, node: &str, stats: Arc<dyn metrics::NodeStats>) {
+        self.inner
+            .kubelet_stats
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node.to_string(), stats);
+    }
+
+    pub(crate) fn kubelet_stats(&self) -> Vec<(String, Arc<dyn metrics::NodeStats>)> {
+        let mut all: Vec<_> = self
+            .inner
+            .kubelet_stats
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(n, s)| (n.clone(), Arc::clone(s)))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     pub(crate) fn kubelet(&self, node: &str) -> Option<Arc<dyn logs::NodeLogs>> {

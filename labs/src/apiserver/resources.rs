@@ -306,6 +306,37 @@ pub static RESOURCES: &[Resource] = &[
         etcd_prefix: "/registry/poddisruptionbudgets",
         has_generation: true,
     },
+    // The HorizontalPodAutoscaler, served in two versions over one stored
+    // form (see `super::conversion`): autoscaling/v2 is the storage and
+    // preferred version; autoscaling/v1 (`targetCPUUtilizationPercentage`)
+    // is what kubectl ≤ 1.22's `autoscale` sent and is still served. v2
+    // comes first: `by_kind` finds the storage version.
+    Resource {
+        group: "autoscaling",
+        version: "v2",
+        plural: "horizontalpodautoscalers",
+        singular: "horizontalpodautoscaler",
+        kind: "HorizontalPodAutoscaler",
+        namespaced: true,
+        short_names: &["hpa"],
+        categories: ALL,
+        subresources: &[Subresource::Status],
+        etcd_prefix: "/registry/horizontalpodautoscalers",
+        has_generation: true,
+    },
+    Resource {
+        group: "autoscaling",
+        version: "v1",
+        plural: "horizontalpodautoscalers",
+        singular: "horizontalpodautoscaler",
+        kind: "HorizontalPodAutoscaler",
+        namespaced: true,
+        short_names: &["hpa"],
+        categories: ALL,
+        subresources: &[Subresource::Status],
+        etcd_prefix: "/registry/horizontalpodautoscalers",
+        has_generation: true,
+    },
 ];
 
 impl Resource {
@@ -420,6 +451,14 @@ impl Resource {
             "ReplicaSet" => v.visit::<apps::ReplicaSet>(),
             "Lease" => v.visit::<coordination::Lease>(),
             "EndpointSlice" => v.visit::<discovery::EndpointSlice>(),
+            // One kind in two versions: each version decodes (and is
+            // described) as its own type; `super::conversion` maps between.
+            "HorizontalPodAutoscaler" if self.version == "v1" => {
+                v.visit::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>()
+            }
+            "HorizontalPodAutoscaler" => {
+                v.visit::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>()
+            }
             "ServiceAccount" => v.visit::<core::ServiceAccount>(),
             "PodDisruptionBudget" => v.visit::<policy::PodDisruptionBudget>(),
             "SelfSubjectReview" => v.visit::<authentication::SelfSubjectReview>(),
@@ -470,6 +509,9 @@ pub fn parse_key(key: &str) -> Option<(&'static Resource, &str)> {
             key.strip_prefix(r.etcd_prefix)
                 .is_some_and(|rest| rest.starts_with('/'))
         })
+        // The longest prefix wins; among rows sharing one (the versions of
+        // a resource) the first, the storage version.
+        .rev()
         .max_by_key(|r| r.etcd_prefix.len())?;
     let name = key.rsplit('/').next().unwrap_or_default();
     Some((r, name))

@@ -40,6 +40,10 @@ pub fn router(api: ApiServer) -> Router {
         .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::v3_index))
         .route("/openapi/v3/{*gv}", get(openapi::v3_group_version))
+        .route(
+            "/apis/metrics.k8s.io/v1beta1/{*rest}",
+            get(super::metrics::serve),
+        )
         // The streaming subresource: an upgraded connection, not a verb.
         .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
@@ -102,6 +106,48 @@ async fn dispatch(State(api): State<ApiServer>, req: Request) -> Response {
         target,
         body,
     };
+    // autoscaling/v1 is served by converting to and from the stored v2.
+    if super::conversion::needs_conversion(call.target.resource) {
+        let call = match super::conversion::Converted::new(call) {
+            Ok(c) => c.call,
+            Err(e) => return e.into_response(),
+        };
+        let watch = call.query.flag("watch");
+        return converted_to_v1(handle(&api, call).await, watch).await;
+    }
+    handle(&api, call).await
+}
+
+/// Converts an answer of the storage version back for an autoscaling/v1
+/// client (see [`super::conversion`]).
+async fn converted_to_v1(resp: Response, streamed: bool) -> Response {
+    use super::conversion::{answer_to_v1, watch_to_v1};
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return resp;
+    }
+    if streamed {
+        return watch_to_v1(resp);
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::internal("cannot read the answer to convert").into_response();
+    };
+    let out = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(v) => serde_json::to_vec(&answer_to_v1(v)).expect("JSON values serialize"),
+        Err(_) => bytes.to_vec(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(out))
+}
+
+/// Picks the verb's handler for a parsed call.
+async fn handle(api: &ApiServer, call: Call) -> Response {
+    let api = api.clone();
     let t = &call.target;
     // The reviews store nothing: POST to the collection is all they serve.
     if t.resource.is_virtual() {

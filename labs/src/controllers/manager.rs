@@ -15,6 +15,7 @@ use super::deployment::controller::{self as deployment_controller, DeploymentCon
 use super::disruption::controller::{self as disruption_controller, DisruptionController};
 use super::endpointslice::controller::{self as endpointslice_controller, EndpointSliceController};
 use super::garbagecollector::controller::GarbageCollector;
+use super::podautoscaler::controller::{self as hpa_controller, HorizontalController};
 use super::replicaset::controller::{self as replicaset_controller, ReplicaSetController, Step};
 use super::serviceaccount::controller::{
     self as serviceaccount_controller, ServiceAccountsController,
@@ -29,6 +30,7 @@ pub struct ManagerOptions {
     pub without_endpointslice: bool,
     pub without_disruption: bool,
     pub without_serviceaccount: bool,
+    pub without_horizontal_pod_autoscaler: bool,
     /// The ReplicaSet controller's steps, for a lab's timeline.
     pub replicaset_steps: Option<mpsc::UnboundedSender<Step>>,
     /// The Deployment controller's steps, for a lab's timeline.
@@ -49,6 +51,7 @@ pub enum Controller {
     Endpointslice,
     Disruption,
     Serviceaccount,
+    HorizontalPodAutoscaler,
 }
 
 impl ManagerOptions {
@@ -61,6 +64,8 @@ impl ManagerOptions {
             without_endpointslice: without.contains(&Controller::Endpointslice),
             without_disruption: without.contains(&Controller::Disruption),
             without_serviceaccount: without.contains(&Controller::Serviceaccount),
+            without_horizontal_pod_autoscaler: without
+                .contains(&Controller::HorizontalPodAutoscaler),
             ..ManagerOptions::default()
         }
     }
@@ -76,6 +81,9 @@ impl ManagerOptions {
         }
         if !self.without_endpointslice {
             names.push(endpointslice_controller::COMPONENT);
+        }
+        if !self.without_horizontal_pod_autoscaler {
+            names.push(hpa_controller::COMPONENT);
         }
         if !self.without_garbage_collector {
             names.push("garbage-collector");
@@ -137,6 +145,11 @@ impl ControllerManager {
         }
         if !options.without_serviceaccount {
             tasks.spawn(ServiceAccountsController::new(client.clone()).run(shutdown.clone()));
+        }
+        if !options.without_horizontal_pod_autoscaler {
+            let controller =
+                HorizontalController::new(client.clone(), hpa_controller::Options::default());
+            tasks.spawn(controller.run(shutdown.clone()));
         }
         if !options.without_garbage_collector {
             tasks.spawn(GarbageCollector::new(client).run(shutdown.clone()));

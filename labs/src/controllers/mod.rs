@@ -32,5 +32,6 @@ pub mod endpointslice;
 pub mod garbagecollector;
 pub mod manager;
 pub mod nodelifecycle;
+pub mod podautoscaler;
 pub mod replicaset;
 pub mod serviceaccount;

@@ -113,6 +113,7 @@ pub struct Kubelet {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     logs: Arc<dyn NodeLogs>,
+    stats: Arc<dyn crate::machinery::node_api::NodeStats>,
 }
 
 /// What the kubelet's tasks share.
@@ -175,6 +176,12 @@ impl Kubelet {
             node_name: config.node_name,
             shutdown,
             tasks,
+            stats: Arc::new(super::server::KubeletStats {
+                runtime: Arc::clone(&runtime),
+                log_index: Arc::clone(&log_index),
+                clock,
+                previous: Default::default(),
+            }),
             logs: Arc::new(KubeletLogs { runtime, log_index }),
         }
     }
@@ -187,6 +194,11 @@ impl Kubelet {
     /// ([`crate::apiserver::ApiServer::register_kubelet`]).
     pub fn logs(&self) -> Arc<dyn NodeLogs> {
         Arc::clone(&self.logs)
+    }
+
+    /// Its resource metrics endpoint, for the API server's metrics API.
+    pub fn stats(&self) -> Arc<dyn crate::machinery::node_api::NodeStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Stops every task of the kubelet — heartbeats, watches, pod workers —

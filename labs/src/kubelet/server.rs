@@ -11,9 +11,13 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 
 use super::logs::LogLine;
+use super::runtime::ContainerId;
 use super::runtime::Runtime;
 use super::state::{PodRuntimeState, reasons};
-use crate::machinery::node_api::{LogRequest, LogStream, NodeLogs, PortForwardRequest};
+use crate::machinery::node_api::{
+    ContainerUsage, LogRequest, LogStream, NodeLogs, NodeStats, NodeUsage, PodUsage,
+    PortForwardRequest,
+};
 use crate::machinery::remotecommand::{ExecSession, StreamRequest};
 
 use super::kubelet::*;
@@ -105,3 +109,110 @@ impl<R: Runtime> NodeLogs for KubeletLogs<R> {
     }
 }
 // ANCHOR_END: logs
+
+// ANCHOR: stats
+/// The kubelet's resource metrics endpoint (`/metrics/resource`), reached
+/// in-process. Upstream the kubelet's stats provider asks cAdvisor or the
+/// CRI; metrics-server turns two scrapes into a CPU rate. Here the kubelet
+/// keeps the previous reading of each container and reports the rate
+/// itself (a runtime that knows the rate gives it directly).
+pub(super) struct KubeletStats<R> {
+    pub(super) runtime: Arc<R>,
+    pub(super) log_index: Arc<Mutex<HashMap<String, PodLogIndex>>>,
+    pub(super) clock: crate::machinery::clock::Clock,
+    /// The last reading per container: (when, cumulative core-nanoseconds).
+    pub(super) previous: Arc<Mutex<HashMap<ContainerId, (tokio::time::Instant, u64)>>>,
+}
+
+/// The window over which a CPU rate is averaged: metrics-server's
+/// resolution, 15 s by default.
+pub const METRICS_WINDOW: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl<R: Runtime> NodeStats for KubeletStats<R> {
+    fn stats(&self) -> BoxFuture<'static, NodeUsage> {
+        let runtime = Arc::clone(&self.runtime);
+        let previous = Arc::clone(&self.previous);
+        let clock = self.clock;
+        let pods: Vec<(String, Vec<(String, ContainerId)>)> = self
+            .log_index
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(key, p)| {
+                let running = p
+                    .containers
+                    .iter()
+                    .filter_map(|(name, (current, _, waiting))| {
+                        current
+                            .clone()
+                            .filter(|_| waiting.is_none())
+                            .map(|id| (name.clone(), id))
+                    })
+                    .collect();
+                (key.clone(), running)
+            })
+            .collect();
+        async move {
+            let now = tokio::time::Instant::now();
+            let mut out = Vec::new();
+            for (key, containers) in pods {
+                let (namespace, name) = key.split_once('/').unwrap_or(("", &key));
+                let mut usage = Vec::new();
+                for (cname, id) in containers {
+                    let Some(s) = runtime.container_stats(&id).await else {
+                        continue;
+                    };
+                    let rate = match s.usage_nano_cores {
+                        Some(rate) => rate,
+                        None => {
+                            let last = previous
+                                .lock()
+                                .unwrap()
+                                .insert(id.clone(), (now, s.usage_core_nano_seconds));
+                            match last {
+                                // Two readings: the rate between them.
+                                Some((at, used)) if now > at => {
+                                    let secs = (now - at).as_secs_f64();
+                                    (s.usage_core_nano_seconds.saturating_sub(used) as f64 / secs)
+                                        as u64
+                                }
+                                // The first: the average since the start.
+                                _ => match runtime.container_status(&id).await {
+                                    Ok(st) => {
+                                        let up = clock.now().duration_since(st.started_at);
+                                        let secs = up.as_secs_f64().max(0.001);
+                                        (s.usage_core_nano_seconds as f64 / secs) as u64
+                                    }
+                                    Err(_) => 0,
+                                },
+                            }
+                        }
+                    };
+                    usage.push(ContainerUsage {
+                        name: cname,
+                        cpu_nano_cores: rate,
+                        memory_working_set_bytes: s.memory_working_set_bytes,
+                    });
+                }
+                if !usage.is_empty() {
+                    out.push(PodUsage {
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
+                        containers: usage,
+                    });
+                }
+            }
+            out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+            let containers = out.iter().flat_map(|p| &p.containers);
+            NodeUsage {
+                cpu_nano_cores: containers.clone().map(|c| c.cpu_nano_cores).sum(),
+                memory_working_set_bytes: containers.map(|c| c.memory_working_set_bytes).sum(),
+                pods: out,
+                timestamp: clock.now(),
+                window: METRICS_WINDOW,
+            }
+        }
+        .boxed()
+    }
+}
+// ANCHOR_END: stats

@@ -8,6 +8,7 @@
 //! The narrated labs run on tokio's paused clock, so a run is the same every
 //! time and is pinned by an insta snapshot that the book includes.
 
+pub mod autoscale;
 pub mod bench;
 pub mod book;
 pub mod docker;

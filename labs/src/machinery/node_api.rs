@@ -69,3 +69,47 @@ pub struct PortForwardRequest {
     pub uid: String,
     pub port: u16,
 }
+
+// ANCHOR: node_stats
+/// One container's resource usage, as a kubelet's resource metrics
+/// endpoint (`/metrics/resource`) reports it: CPU as a rate (nanocores: a
+/// billionth of a core, averaged over the last sampling window) and memory
+/// as the working set (what the kernel could not reclaim: what an OOM kill
+/// looks at).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerUsage {
+    pub name: String,
+    pub cpu_nano_cores: u64,
+    pub memory_working_set_bytes: u64,
+}
+
+/// The usage of one pod's running containers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodUsage {
+    pub namespace: String,
+    pub name: String,
+    pub containers: Vec<ContainerUsage>,
+}
+
+/// What a kubelet reports about its node: every running pod, and the node
+/// as a whole (in the labs, the sum of its pods: every "node" shares this
+/// one machine, so the machine's own load says nothing about a node).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeUsage {
+    pub pods: Vec<PodUsage>,
+    pub cpu_nano_cores: u64,
+    pub memory_working_set_bytes: u64,
+    /// When the samples were taken, and over how long a window the CPU
+    /// rate is averaged (metrics-server's `window`).
+    pub timestamp: k8s_openapi::jiff::Timestamp,
+    pub window: std::time::Duration,
+}
+
+/// The kubelet's resource metrics endpoint, as the API server's metrics
+/// API reaches it (upstream: metrics-server scrapes every kubelet's
+/// `/metrics/resource` and serves `metrics.k8s.io` through API
+/// aggregation).
+pub trait NodeStats: Send + Sync + 'static {
+    fn stats(&self) -> BoxFuture<'static, NodeUsage>;
+}
+// ANCHOR_END: node_stats

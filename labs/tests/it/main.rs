@@ -8,6 +8,7 @@ mod cli;
 mod docker;
 mod docker_runtime;
 mod exec;
+mod hpa;
 mod kubelet_prestop;
 mod kubelet_process;
 mod kubelet_simulated;

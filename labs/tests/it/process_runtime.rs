@@ -321,3 +321,37 @@ async fn err_image_pull_through_sync_pod() {
         ["ContainerCreating", "ErrImagePull", "ImagePullBackOff"]
     );
 }
+
+/// `ContainerStats` from `/proc`: the resident memory of the app's process,
+/// and a CPU counter that grows while it answers requests; none once it
+/// has exited.
+#[tokio::test]
+async fn stats_come_from_proc_and_grow_under_load() {
+    let rt = runtime();
+    let port = free_port();
+    let (sb, id) = start_pod(&rt, "stats-1", port).await;
+    wait_ready(&rt, &sb, &id, port).await;
+    let first = rt.container_stats(&id).await.expect("a running container");
+    assert!(
+        first.memory_working_set_bytes > 1024 * 1024,
+        "an app holds more than 1 MiB: {first:?}"
+    );
+    assert_eq!(first.usage_nano_cores, None, "measured, not set");
+    // Keep it busy until its CPU counter moves (one clock tick is 10 ms).
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for _ in 0..50 {
+            let _ = client.get(format!("http://{}:{port}/", sb.ip)).send().await;
+        }
+        let now = rt.container_stats(&id).await.expect("still running");
+        if now.usage_core_nano_seconds > first.usage_core_nano_seconds {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the CPU counter never moved");
+    }
+    rt.stop_container(&id, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(rt.container_stats(&id).await, None);
+}

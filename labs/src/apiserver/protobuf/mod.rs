@@ -18,7 +18,7 @@
 //! k8s-openapi's (= the JSON API's) field names.
 //!
 //! **The subset.** Kinds: Deployment, ReplicaSet, Pod, Service, Namespace,
-//! ConfigMap, Secret, and (in [`policy`]) PodDisruptionBudget, Eviction,
+//! ConfigMap, Secret, HorizontalPodAutoscaler, and (in [`policy`]) PodDisruptionBudget, Eviction,
 //! ServiceAccount and the authentication/authorization reviews (others → [`ProtobufError::UnsupportedKind`], 415).
 //! Fields: all of `metadata` that a client may set (name, generateName,
 //! namespace, labels, annotations, ownerReferences, finalizers); Deployment
@@ -54,6 +54,7 @@ use k8s_pb::api::core::v1 as core;
 use prost::Message;
 use serde_json::{Map, Value, json};
 
+mod autoscaling;
 mod convert;
 mod policy;
 
@@ -81,7 +82,7 @@ pub enum ProtobufError {
     /// A kind this server does not decode from protobuf. → 415
     /// UnsupportedMediaType, so the message tells the user to send JSON.
     #[error(
-        "the body of the request was in an unknown format - protobuf is supported here only for Deployment, ReplicaSet, Pod, Service, Namespace, ConfigMap, Secret, PodDisruptionBudget, Eviction, ServiceAccount and the auth reviews (got {api_version} {kind}); send application/json"
+        "the body of the request was in an unknown format - protobuf is supported here only for Deployment, ReplicaSet, Pod, Service, Namespace, ConfigMap, Secret, HorizontalPodAutoscaler, PodDisruptionBudget, Eviction, ServiceAccount and the auth reviews (got {api_version} {kind}); send application/json"
     )]
     UnsupportedKind { api_version: String, kind: String },
 }
@@ -157,6 +158,18 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
                 .map("stringData", &o.string_data)
                 .str("type", &o.r#type);
             (o.metadata, rest)
+        }
+        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
+            let o = k8s_pb::api::autoscaling::v2::HorizontalPodAutoscaler::decode(raw.as_slice())
+                .map_err(d)?;
+            let spec = o.spec.as_ref().map(autoscaling::hpa_v2_spec);
+            (o.metadata, obj().val("spec", spec))
+        }
+        ("autoscaling/v1", "HorizontalPodAutoscaler") => {
+            let o = k8s_pb::api::autoscaling::v1::HorizontalPodAutoscaler::decode(raw.as_slice())
+                .map_err(d)?;
+            let spec = o.spec.as_ref().map(autoscaling::hpa_v1_spec);
+            (o.metadata, obj().val("spec", spec))
         }
         (av, k) => match policy::decode(av, k, raw.as_slice()) {
             Some(decoded) => decoded?,

@@ -8,12 +8,12 @@
 use serde_json::{Value, json};
 
 /// One column: `priority` 0 is always shown, 1 only with `-o wide`.
-fn column(name: &str, ty: &str, priority: i64, description: &str) -> Value {
+pub(super) fn column(name: &str, ty: &str, priority: i64, description: &str) -> Value {
     let format = if name == "Name" { "name" } else { "" };
     json!({"name": name, "type": ty, "format": format, "description": description, "priority": priority})
 }
 
-fn name_column() -> Value {
+pub(super) fn name_column() -> Value {
     column(
         "Name",
         "string",
@@ -22,7 +22,7 @@ fn name_column() -> Value {
     )
 }
 
-fn age_column() -> Value {
+pub(super) fn age_column() -> Value {
     column(
         "Age",
         "string",
@@ -336,6 +336,7 @@ pub fn column_definitions(kind: &str) -> Vec<Value> {
             ),
             age_column(),
         ],
+        "HorizontalPodAutoscaler" => super::hpa::columns(),
         _ => vec![name_column(), age_column()],
     }
 }

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use super::selector::LabelSelector;
 
 mod columns;
+pub mod hpa;
 mod pod;
 
 pub use columns::column_definitions;
@@ -266,6 +267,7 @@ fn cells(kind: &str, obj: &Value, now: Timestamp) -> (Vec<Value>, Option<Value>)
             vec![json!(name), json!(list(obj, "/secrets").len()), json!(age)],
             None,
         ),
+        "HorizontalPodAutoscaler" => (hpa::cells(obj, age), None),
         _ => (vec![json!(name), json!(age)], None),
     }
 }

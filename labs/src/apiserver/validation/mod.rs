@@ -55,6 +55,7 @@ use super::names;
 
 mod endpointslice;
 mod field;
+mod hpa;
 mod meta;
 mod pod;
 mod policy;
@@ -200,6 +201,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
                 );
             }
         }
+        "HorizontalPodAutoscaler" => hpa::validate_hpa_spec(&mut errs, spec),
         // Upstream's `ValidateLeaseSpec` (the same on create and update).
         "Lease" => {
             if let Some(d) = spec.get("leaseDurationSeconds").and_then(Value::as_i64)

@@ -225,6 +225,18 @@ pub struct ExecResult {
     pub output: String,
 }
 
+/// `ContainerStats` in CRI terms: what the runtime measured of one running
+/// container. CPU comes as a cumulative counter (core-nanoseconds used since
+/// the start, like cgroup's `cpuacct.usage`); the kubelet turns two readings
+/// into a rate. A runtime that knows the rate itself (the simulated one,
+/// whose load is set, not measured) gives `usage_nano_cores` directly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerStats {
+    pub usage_core_nano_seconds: u64,
+    pub usage_nano_cores: Option<u64>,
+    pub memory_working_set_bytes: u64,
+}
+
 // ANCHOR: runtime_trait
 /// A container runtime, as the kubelet sees it through the CRI.
 ///
@@ -346,6 +358,15 @@ pub trait Runtime: Send + Sync + 'static {
                 "the {name} runtime runs no processes: there is nothing to attach to"
             )))
         }
+    }
+
+    /// `ContainerStats`: CPU and memory of a running container, or `None`
+    /// when this runtime does not measure (the Docker runtime, here).
+    fn container_stats(
+        &self,
+        _id: &ContainerId,
+    ) -> impl Future<Output = Option<ContainerStats>> + Send {
+        async { None }
     }
 
     /// Run one probe. Not a CRI call: on a real node the kubelet itself sends

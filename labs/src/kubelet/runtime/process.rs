@@ -58,9 +58,9 @@ use tokio::process::Command;
 use tokio::sync::watch;
 
 use super::{
-    ContainerConfig, ContainerId, ContainerStatus, ExecResult, ImageRef, LoopbackIpam, PullError,
-    Runtime, RuntimeError, RuntimeState, SandboxConfig, SandboxInfo, Sandboxes, container_port,
-    fake_image_id, hex_id, stream,
+    ContainerConfig, ContainerId, ContainerStats, ContainerStatus, ExecResult, ImageRef,
+    LoopbackIpam, PullError, Runtime, RuntimeError, RuntimeState, SandboxConfig, SandboxInfo,
+    Sandboxes, container_port, fake_image_id, hex_id, stream,
 };
 use crate::kubelet::Clock;
 use crate::kubelet::logs::{LogBuffer, LogLine, LogStream};
@@ -509,6 +509,41 @@ impl Runtime for ProcessRuntime {
         let lines = self.proc(id, |p| p.logs.live())?;
         Ok(stream::attach_to_log(lines, options))
     }
+
+    // ANCHOR: proc_stats
+    /// What cAdvisor reads from the container's cgroup, read here from the
+    /// one process: CPU time from `/proc/<pid>/stat` (fields 14 and 15,
+    /// `utime` + `stime`, in clock ticks) and the resident set from
+    /// `/proc/<pid>/status` (`VmRSS`, a stand-in for the cgroup's working
+    /// set). Children the app might start are not counted: a process is
+    /// not a cgroup.
+    async fn container_stats(&self, id: &ContainerId) -> Option<ContainerStats> {
+        let pid = self
+            .proc(id, |p| {
+                (p.status.state == RuntimeState::Running).then_some(p.pid)
+            })
+            .ok()??;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) may hold spaces: count from its `)`.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let rss_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Some(ContainerStats {
+            usage_core_nano_seconds: ticks * 1_000_000_000 / hz,
+            usage_nano_cores: None,
+            memory_working_set_bytes: rss_kib * 1024,
+        })
+    }
+    // ANCHOR_END: proc_stats
 
     async fn exec_sync(
         &self,

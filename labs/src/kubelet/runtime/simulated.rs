@@ -29,9 +29,9 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::{
-    ContainerConfig, ContainerId, ContainerStatus, ExecResult, ImageRef, LoopbackIpam, ProbeTarget,
-    PullError, Runtime, RuntimeError, RuntimeState, SandboxConfig, SandboxInfo, Sandboxes,
-    container_port, fake_image_id, hex_id,
+    ContainerConfig, ContainerId, ContainerStats, ContainerStatus, ExecResult, ImageRef,
+    LoopbackIpam, ProbeTarget, PullError, Runtime, RuntimeError, RuntimeState, SandboxConfig,
+    SandboxInfo, Sandboxes, container_port, fake_image_id, hex_id,
 };
 use crate::kubelet::Clock;
 use crate::kubelet::logs::{LogBuffer, LogLine, LogStream};
@@ -85,7 +85,64 @@ pub struct SimulatedConfig {
     /// the "tick" of `labs rollout`'s lockstep model (pods created in one
     /// tick become ready together); off, every delay is exact.
     pub whole_seconds: bool,
+    /// The CPU the simulated containers use: set by a lab, not measured.
+    pub load: CpuLoad,
 }
+
+// ANCHOR: cpu_load
+/// The CPU demand on each image, in millicores, spread evenly over the
+/// running containers of that image on every node that shares this handle
+/// (clones share it): as if a Service sent each pod the same share of the
+/// requests and each request cost the same CPU. One pod of an image with a
+/// demand of 600m uses 600m; three use 200m each. This is what lets the
+/// HPA lab show the loop close: more pods, less CPU per pod.
+#[derive(Clone, Debug, Default)]
+pub struct CpuLoad {
+    inner: Arc<Mutex<LoadInner>>,
+}
+
+#[derive(Debug, Default)]
+struct LoadInner {
+    demand: HashMap<String, u64>,
+    /// The running containers of each image, by `pod uid/container name`.
+    running: HashMap<String, std::collections::BTreeSet<String>>,
+}
+
+/// The working set every simulated container reports.
+pub const SIMULATED_MEMORY_BYTES: u64 = 16 * 1024 * 1024;
+
+impl CpuLoad {
+    /// Sets the total demand on `image` (`workbook/demo-app:v1`).
+    pub fn set(&self, image: &str, millicores: u64) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.demand.insert(image.to_string(), millicores);
+    }
+
+    fn started(&self, image: &str, key: String) {
+        let mut inner = self.inner.lock().unwrap();
+        inner
+            .running
+            .entry(image.to_string())
+            .or_default()
+            .insert(key);
+    }
+
+    fn stopped(&self, image: &str, key: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(set) = inner.running.get_mut(image) {
+            set.remove(key);
+        }
+    }
+
+    /// One running container's share, in nanocores.
+    fn share_nano_cores(&self, image: &str) -> u64 {
+        let inner = self.inner.lock().unwrap();
+        let n = inner.running.get(image).map_or(0, |s| s.len()) as u64;
+        let demand = inner.demand.get(image).copied().unwrap_or(0);
+        (demand * 1_000_000).checked_div(n).unwrap_or(0)
+    }
+}
+// ANCHOR_END: cpu_load
 
 struct SimContainer {
     status: ContainerStatus,
@@ -305,6 +362,9 @@ impl Runtime for SimulatedRuntime {
             started_at,
             state: RuntimeState::Running,
         };
+        self.config
+            .load
+            .started(image, format!("{}/{}", status.pod_uid, status.name));
         inner.containers.insert(
             id.clone(),
             SimContainer {
@@ -319,6 +379,14 @@ impl Runtime for SimulatedRuntime {
     }
 
     async fn stop_container(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
+        // A stopping container gets no more requests (its endpoint is
+        // gone): its share goes to the others.
+        if let Ok((image, key)) = self.with(id, |c| {
+            let s = &c.status;
+            (s.image.image.clone(), format!("{}/{}", s.pod_uid, s.name))
+        }) {
+            self.config.load.stopped(&image, &key);
+        }
         let now = Instant::now();
         let clock = self.clock;
         let exit_at = self.with(id, |c| {
@@ -348,7 +416,12 @@ impl Runtime for SimulatedRuntime {
     }
 
     async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
-        self.inner.lock().unwrap().containers.remove(id);
+        let removed = self.inner.lock().unwrap().containers.remove(id);
+        if let Some(c) = removed {
+            let s = &c.status;
+            let key = format!("{}/{}", s.pod_uid, s.name);
+            self.config.load.stopped(&s.image.image, &key);
+        }
         Ok(())
     }
 
@@ -398,6 +471,26 @@ impl Runtime for SimulatedRuntime {
         })
         .filter_map(|_| async { None::<LogLine> });
         Ok(futures::stream::select(stream, closer).boxed())
+    }
+
+    /// The container's share of its image's [`CpuLoad`], as a rate; the
+    /// counter grows as if it had used that much since its start.
+    async fn container_stats(&self, id: &ContainerId) -> Option<ContainerStats> {
+        let (image, started) = self
+            .with(id, |c| {
+                (c.status.state == RuntimeState::Running)
+                    .then(|| (c.status.image.image.clone(), c.started))
+            })
+            .ok()??;
+        let rate = self.config.load.share_nano_cores(&image);
+        let up = Instant::now()
+            .saturating_duration_since(started)
+            .as_secs_f64();
+        Some(ContainerStats {
+            usage_core_nano_seconds: (rate as f64 * up) as u64,
+            usage_nano_cores: Some(rate),
+            memory_working_set_bytes: SIMULATED_MEMORY_BYTES,
+        })
     }
 
     async fn exec_sync(
