@@ -157,6 +157,15 @@ impl Workload {
             // its readiness probe never passes within the demo.
             env.push(json!({"name": "STARTUP_SECONDS", "value": "3600"}));
         }
+        // A stall is declared after the deadline without progress. A minute
+        // covers a loaded machine's slowest healthy start; the broken
+        // version gets a third of that so the demo shows the stall without
+        // a long wait (upstream's default is ten minutes).
+        let progress_deadline = if version.broken {
+            settings.progress_deadline_seconds.min(20)
+        } else {
+            settings.progress_deadline_seconds
+        };
         let labels = json!({"app": APP});
         let service_account = self.service_account.then_some(APP);
         Ok(serde_json::from_value(json!({
@@ -169,7 +178,7 @@ impl Workload {
             "spec": {
                 "replicas": settings.replicas,
                 "selector": {"matchLabels": labels},
-                "progressDeadlineSeconds": settings.progress_deadline_seconds,
+                "progressDeadlineSeconds": progress_deadline,
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {
                     "maxSurge": int_or_percent(&settings.max_surge),
                     "maxUnavailable": int_or_percent(&settings.max_unavailable),

@@ -91,7 +91,7 @@ impl Default for Settings {
             replicas: 3,
             max_surge: "25%".into(),
             max_unavailable: "25%".into(),
-            progress_deadline_seconds: 20,
+            progress_deadline_seconds: 60,
             runtime: LocalRuntime::Process,
             dry_run: false,
         }
