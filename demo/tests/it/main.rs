@@ -2,3 +2,4 @@
 //! subject.
 
 mod gke;
+mod kind_load;

@@ -159,6 +159,22 @@ pub static RESOURCES: &[Resource] = &[
         etcd_prefix: "/registry/secrets",
         has_generation: false,
     },
+    // A pod's identity in the API (and, on GKE with Workload Identity, in
+    // Google Cloud, through an annotation). Stored and served; this server
+    // issues no tokens for them.
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        kind: "ServiceAccount",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: NONE,
+        subresources: &[],
+        etcd_prefix: "/registry/serviceaccounts",
+        has_generation: false,
+    },
     Resource {
         group: "apps",
         version: "v1",
