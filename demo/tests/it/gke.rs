@@ -28,7 +28,7 @@ fn book_params() -> GkeParams {
 
 /// The book's copy of a generated text must equal `text`. With
 /// `UPDATE_GENERATED=1` the test writes it instead (then review the diff).
-fn check_generated(name: &str, text: &str) {
+pub(crate) fn check_generated(name: &str, text: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../book/src/generated")
         .join(name);

@@ -2,4 +2,5 @@
 //! subject.
 
 mod gke;
+mod kind;
 mod kind_load;
