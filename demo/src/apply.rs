@@ -93,5 +93,8 @@ pub async fn delete(client: &kube::Client, object: &Value) -> anyhow::Result<boo
 
 /// The namespaces the demo never deletes, even when it applied them.
 pub fn is_shared_namespace(name: &str) -> bool {
-    matches!(name, "default" | "kube-system" | "kube-public" | "kube-node-lease")
+    matches!(
+        name,
+        "default" | "kube-system" | "kube-public" | "kube-node-lease"
+    )
 }

@@ -129,18 +129,24 @@ pub enum Created {
 }
 
 impl Created {
-    /// The key it is recorded under (in the demo's state ConfigMap).
+    /// The key it is recorded under in the demo's state ConfigMap (a
+    /// ConfigMap key allows only `[-._a-zA-Z0-9]`: the rest becomes `_`).
     pub fn key(&self) -> String {
-        match self {
+        let raw = match self {
             Created::SqlInstance(n) => format!("sql-instance.{n}"),
             Created::ServiceAccount(n) => format!("service-account.{n}"),
-            Created::ProjectBinding { member, role } => {
-                let member = member.replace([':', '@'], "_");
-                let role = role.replace('/', "_");
-                format!("binding.{role}.{member}")
-            }
+            Created::ProjectBinding { member, role } => format!("binding.{role}.{member}"),
             Created::Repository { name, location } => format!("repository.{location}.{name}"),
-        }
+        };
+        raw.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-._".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
     }
 }
 
@@ -232,7 +238,9 @@ pub fn gcloud_steps(p: &GkeParams) -> Vec<GcloudStep> {
             )
         },
         GcloudStep {
-            check: Some(with_project(&["sql", "users", "describe", DB_USER, &instance])),
+            check: Some(with_project(&[
+                "sql", "users", "describe", DB_USER, &instance,
+            ])),
             when_present: Some(with_project(&[
                 "sql",
                 "users",

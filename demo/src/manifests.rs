@@ -93,7 +93,12 @@ pub(crate) fn from_field(name: &str, path: &str) -> EnvVar {
     }
 }
 
-pub(crate) fn http_probe(path: &str, port: IntOrString, period: i32, failure_threshold: i32) -> Probe {
+pub(crate) fn http_probe(
+    path: &str,
+    port: IntOrString,
+    period: i32,
+    failure_threshold: i32,
+) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),

@@ -85,8 +85,16 @@ pub async fn recorded(
 /// Records `created` in the state ConfigMap (creating the namespace and
 /// the ConfigMap when needed). The whole map is applied each time: with
 /// server-side apply, a key the manager stops applying is removed.
-pub async fn record(client: &kube::Client, namespace: &str, created: &Created) -> anyhow::Result<()> {
-    apply::apply(client, &apply::to_value(&crate::manifests::namespace_named(namespace))).await?;
+pub async fn record(
+    client: &kube::Client,
+    namespace: &str,
+    created: &Created,
+) -> anyhow::Result<()> {
+    apply::apply(
+        client,
+        &apply::to_value(&crate::manifests::namespace_named(namespace)),
+    )
+    .await?;
     let mut all = recorded(client, namespace).await?;
     all.insert(created.key(), created.clone());
     let data: BTreeMap<String, String> = all
@@ -157,9 +165,19 @@ pub async fn provision(
 pub fn delete_args(created: &Created, project: &str) -> Vec<String> {
     let project = format!("--project={project}");
     let args: Vec<String> = match created {
-        Created::SqlInstance(name) => vec!["sql".into(), "instances".into(), "delete".into(), name.clone()],
+        Created::SqlInstance(name) => vec![
+            "sql".into(),
+            "instances".into(),
+            "delete".into(),
+            name.clone(),
+        ],
         Created::ServiceAccount(email) => {
-            vec!["iam".into(), "service-accounts".into(), "delete".into(), email.clone()]
+            vec![
+                "iam".into(),
+                "service-accounts".into(),
+                "delete".into(),
+                email.clone(),
+            ]
         }
         Created::ProjectBinding { member, role } => {
             let project_id = project.trim_start_matches("--project=").to_string();

@@ -68,7 +68,10 @@ pub fn gke_context(
     context: Option<&str>,
     tools: &Tools,
 ) -> anyhow::Result<GkeContext> {
-    let name = match context.map(str::to_string).or(kubeconfig.current_context.clone()) {
+    let name = match context
+        .map(str::to_string)
+        .or(kubeconfig.current_context.clone())
+    {
         Some(name) => name,
         None => bail!(
             "no current kubeconfig context: run `gcloud container clusters get-credentials \

@@ -60,7 +60,11 @@ impl Gcloud {
     pub fn run(&self, args: &[String]) -> anyhow::Result<String> {
         let output = self.output(args)?;
         if !output.status.success() {
-            bail!("gcloud {} failed: {}", args.join(" "), last_line(&output.stderr));
+            bail!(
+                "gcloud {} failed: {}",
+                args.join(" "),
+                last_line(&output.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
@@ -74,11 +78,14 @@ impl Gcloud {
             return Ok(Exists::Yes);
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
-        if stderr.contains("NOT_FOUND") || stderr.contains("404") || stderr.contains("not found")
-        {
+        if stderr.contains("NOT_FOUND") || stderr.contains("404") || stderr.contains("not found") {
             return Ok(Exists::No);
         }
-        bail!("gcloud {} failed: {}", args.join(" "), last_line(&output.stderr));
+        bail!(
+            "gcloud {} failed: {}",
+            args.join(" "),
+            last_line(&output.stderr)
+        );
     }
 }
 

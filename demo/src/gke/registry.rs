@@ -22,9 +22,9 @@ use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder}
 use futures::StreamExt;
 
 use super::Created;
+use super::GcloudStep;
 use super::cloud::run_step;
 use super::gcloud::Gcloud;
-use super::GcloudStep;
 
 /// The repository the demo creates for its images.
 pub const DEFAULT_REPOSITORY: &str = "workbook";
@@ -130,7 +130,10 @@ pub async fn push(
     let (repo, tag) = remote
         .rsplit_once(':')
         .with_context(|| format!("{remote} has no tag"))?;
-    let options = TagImageOptionsBuilder::default().repo(repo).tag(tag).build();
+    let options = TagImageOptionsBuilder::default()
+        .repo(repo)
+        .tag(tag)
+        .build();
     docker
         .tag_image(local, Some(options))
         .await

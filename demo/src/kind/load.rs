@@ -177,7 +177,12 @@ pub async fn load_image(
         }
         // The archive has done its job; a node without `rm` keeps it (it is
         // overwritten by the next load of the same image).
-        let _ = exec(docker, &node.id, vec!["rm".into(), "-f".into(), path.clone()]).await;
+        let _ = exec(
+            docker,
+            &node.id,
+            vec!["rm".into(), "-f".into(), path.clone()],
+        )
+        .await;
     }
     Ok(LoadReport {
         image: image.to_string(),

@@ -43,7 +43,15 @@ fn the_kind_pieces_fit_together() {
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["Namespace", "Secret", "Secret", "Deployment", "Service", "Deployment", "Service"]
+        [
+            "Namespace",
+            "Secret",
+            "Secret",
+            "Deployment",
+            "Service",
+            "Deployment",
+            "Service"
+        ]
     );
     let app_secret: Secret = serde_yaml::from_value(docs[1].clone()).unwrap();
     let pg_secret: Secret = serde_yaml::from_value(docs[2].clone()).unwrap();
@@ -72,13 +80,23 @@ fn the_kind_pieces_fit_together() {
     );
 
     let pod = web.spec.unwrap().template.spec.unwrap();
-    assert_eq!(pod.service_account_name, None, "no Workload Identity on kind");
+    assert_eq!(
+        pod.service_account_name, None,
+        "no Workload Identity on kind"
+    );
     let proxy = &pod.init_containers.unwrap()[0];
-    assert_eq!(proxy.restart_policy.as_deref(), Some("Always"), "a native sidecar");
+    assert_eq!(
+        proxy.restart_policy.as_deref(),
+        Some("Always"),
+        "a native sidecar"
+    );
     let service_name = pg_service.metadata.name.unwrap();
     let args = proxy.args.clone().unwrap();
     assert_eq!(args[0], "proxy");
-    assert!(args.contains(&format!("--to={service_name}:5432")), "{args:?}");
+    assert!(
+        args.contains(&format!("--to={service_name}:5432")),
+        "{args:?}"
+    );
     assert!(args.contains(&"--listen=127.0.0.1:5432".to_string()));
     for container in [proxy, &pod.containers[0]] {
         assert_eq!(container.image.as_deref(), Some("workbook/demo-app:v2"));

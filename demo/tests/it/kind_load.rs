@@ -87,7 +87,10 @@ async fn build_node_image(docker: &Docker, tag: &str) {
 async fn start_node(docker: &Docker, name: &str, image: &str, cluster: &str) {
     let body = ContainerCreateBody {
         image: Some(image.into()),
-        labels: Some(HashMap::from([(CLUSTER_LABEL.to_string(), cluster.to_string())])),
+        labels: Some(HashMap::from([(
+            CLUSTER_LABEL.to_string(),
+            cluster.to_string(),
+        )])),
         ..Default::default()
     };
     let options = CreateContainerOptionsBuilder::default().name(name).build();
@@ -158,13 +161,19 @@ async fn loads_an_image_into_every_node_as_kind_load_does() {
     assert_eq!(report.nodes, nodes, "every node, by name");
     assert!(report.id.starts_with("sha256:"), "{report:?}");
     for node in &nodes {
-        assert!(out.contains(&format!("loading into node \"{node}\"")), "{out}");
+        assert!(
+            out.contains(&format!("loading into node \"{node}\"")),
+            "{out}"
+        );
     }
     let file = format!("{NODE_DIR}/{}", archive_name(&image));
     let id_hex = report.id.trim_start_matches("sha256:");
     for record in records {
         let args = record.lines().next().unwrap();
-        assert_eq!(args, format!("args {}", import_command(&file)[1..].join(" ")));
+        assert_eq!(
+            args,
+            format!("args {}", import_command(&file)[1..].join(" "))
+        );
         let manifest = record
             .lines()
             .find_map(|l| l.strip_prefix("manifest "))
@@ -181,10 +190,16 @@ async fn loads_an_image_into_every_node_as_kind_load_does() {
         assert!(!layers.is_empty());
         for layer in layers {
             let layer = layer.as_str().unwrap();
-            assert!(record.lines().any(|l| l == format!("entry {layer}")), "{layer}");
+            assert!(
+                record.lines().any(|l| l == format!("entry {layer}")),
+                "{layer}"
+            );
         }
     }
     let missing = format!("{missing:#}");
-    assert!(missing.contains("has no running node containers"), "{missing}");
+    assert!(
+        missing.contains("has no running node containers"),
+        "{missing}"
+    );
     assert!(!missing.contains('\n'));
 }

@@ -2,5 +2,6 @@
 //! subject.
 
 mod gke;
+mod gke_run;
 mod kind;
 mod kind_load;
