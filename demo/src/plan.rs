@@ -3,7 +3,7 @@
 //! This is the table in DESIGN.md ("The demo's targets") as data, so that the
 //! plan the binary prints and the book's demo chapter cannot disagree.
 
-use crate::Target;
+use crate::targets::TargetKind as Target;
 
 /// One step of the demo.
 pub struct Step {
@@ -79,10 +79,7 @@ pub fn render(target: Target) -> String {
             step.on(target)
         ));
     }
-    out.push_str(
-        "\nThe steps run for real once the labs they need exist (API server, controllers,\n\
-         scheduler, kubelet, Deployment controller); until then this is the plan.\n",
-    );
+    out.push_str("\n`cargo run -p demo -- run` walks them; `--help` lists the single steps.\n");
     out
 }
 

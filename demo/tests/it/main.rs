@@ -1,7 +1,10 @@
 //! The demo crate's integration tests, one binary with a module per
 //! subject.
 
+mod cli;
 mod gke;
 mod gke_run;
 mod kind;
 mod kind_load;
+mod run;
+mod steps;
