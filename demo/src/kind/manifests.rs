@@ -1,5 +1,6 @@
 //! The Kubernetes objects of the talk's app on kind: the same app as on
-//! GKE, with PostgreSQL running *in* the cluster instead of Cloud SQL.
+//! the local target ([`crate::workload`]), with PostgreSQL running *in*
+//! the cluster, where GKE has Cloud SQL.
 //!
 //! What changes from GKE ([`crate::manifests`]), and why:
 //!
@@ -8,35 +9,37 @@
 //!   with its own Secret and a Service `postgres` in front of it;
 //! * the **sidecar** is the workbook's own TCP proxy (`demo-app proxy`,
 //!   in the app's image) instead of the Cloud SQL Auth Proxy: it listens on
-//!   the pod's `127.0.0.1:5432` and forwards to the `postgres` Service. The
-//!   app cannot tell the difference: `DB_HOST=127.0.0.1` on every target;
-//! * **no Workload Identity**: there is no cloud identity to map to, so no
-//!   annotated ServiceAccount;
+//!   the pod's `127.0.0.1:5432` and forwards to the `postgres` Service (the
+//!   `address` in the app's Secret). The app cannot tell the difference:
+//!   `DB_HOST=127.0.0.1` on every target;
+//! * **no Workload Identity**: there is no cloud identity to map to, so the
+//!   ServiceAccount carries no annotation;
 //! * the app's image was *loaded* into the nodes, not pulled from a
 //!   registry: `imagePullPolicy: IfNotPresent` makes the kubelet use the
 //!   loaded copy (with `Always` it would try Docker Hub and fail).
 //!
-//! In apply order: Namespace, the two Secrets, PostgreSQL's Deployment and
-//! Service, the app's Deployment and Service.
+//! In apply order: the app's ServiceAccount and Secret, PostgreSQL's
+//! Secret, Deployment and Service, then the app's Deployment and Service.
+//! (The namespace is made by the cluster step when it is not `default`.)
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, ExecAction, Namespace,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret, SecretEnvSource, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, ExecAction, PodSpec,
+    PodTemplateSpec, Probe, Secret, SecretEnvSource, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde_json::Value;
 
-use crate::apply::to_value;
-use crate::gke::{APP, DB_SECRET, DB_USER};
-use crate::manifests::{
-    APP_PORT, DB_PORT, from_field, from_secret, http_probe, labels, locked_down, meta, resources,
-    value,
-};
+use crate::gke::DB_USER;
+use crate::manifests::{DB_PORT, resources, value};
+use crate::targets::{AnyObject, AppVersion, Objects, Settings};
+use crate::workload::{DatabaseSettings, Workload};
+
+/// The app's Service port on kind and GKE: plain HTTP's.
+pub const SERVICE_PORT: u16 = 80;
 
 /// The official PostgreSQL image, pinned to a major version (never
 /// `latest`: a new major version cannot read the old one's files).
@@ -45,19 +48,17 @@ pub const POSTGRES_IMAGE: &str = "postgres:17";
 pub const POSTGRES: &str = "postgres";
 
 // ANCHOR: params
-/// Everything the kind manifests depend on.
+/// What PostgreSQL's objects depend on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KindParams {
     /// The namespace of the app and its database.
     pub namespace: String,
-    /// The app's image as loaded into the nodes, e.g. `workbook/demo-app:v1`.
-    pub image: String,
-    pub replicas: i32,
     /// The database's name.
     pub database: String,
     /// The password of the database user: PostgreSQL's Secret sets it when
     /// the database is first initialised, the app's Secret hands it to the
-    /// app. The demo generates one per cluster and keeps it.
+    /// app. The demo generates one per cluster and keeps it (the cluster
+    /// step reads it back from PostgreSQL's Secret).
     pub db_password: String,
 }
 // ANCHOR_END: params
@@ -72,32 +73,6 @@ fn postgres_meta(namespace: &str) -> ObjectMeta {
         namespace: Some(namespace.into()),
         labels: Some(postgres_labels()),
         ..ObjectMeta::default()
-    }
-}
-
-pub fn namespace(p: &KindParams) -> Namespace {
-    Namespace {
-        metadata: ObjectMeta {
-            name: Some(p.namespace.clone()),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    }
-}
-
-/// The app's database login (`web-db`: `username`, `password`), as on GKE.
-pub fn app_secret(p: &KindParams) -> Secret {
-    Secret {
-        metadata: meta(DB_SECRET, Some(&p.namespace)),
-        type_: Some("Opaque".into()),
-        string_data: Some(
-            [
-                ("username".to_string(), DB_USER.to_string()),
-                ("password".to_string(), p.db_password.clone()),
-            ]
-            .into(),
-        ),
-        ..Secret::default()
     }
 }
 
@@ -214,141 +189,33 @@ pub fn postgres_service(p: &KindParams) -> Service {
     }
 }
 
-// ANCHOR: proxy_sidecar
-/// The workbook's TCP proxy as a native sidecar (an init container with
-/// `restartPolicy: Always`), from the app's own image: `demo-app proxy`
-/// accepts on the pod's `127.0.0.1:5432` and forwards each connection to
-/// the `postgres` Service, where the Cloud SQL Auth Proxy would open an
-/// encrypted connection to Cloud SQL.
-fn db_proxy(p: &KindParams) -> Container {
-    Container {
-        name: "db-proxy".into(),
-        image: Some(p.image.clone()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        restart_policy: Some("Always".into()),
-        args: Some(vec![
-            "proxy".into(),
-            format!("--listen=127.0.0.1:{DB_PORT}"),
-            format!("--to={POSTGRES}:{DB_PORT}"),
-        ]),
-        resources: Some(resources("50m", "16Mi", "64Mi")),
-        security_context: Some(locked_down()),
-        ..Container::default()
-    }
-}
-// ANCHOR_END: proxy_sidecar
-
-/// The app: the same settings as on GKE, its image loaded into the nodes.
-fn app(p: &KindParams) -> Container {
-    Container {
-        name: "app".into(),
-        image: Some(p.image.clone()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: APP_PORT,
-            ..ContainerPort::default()
-        }]),
-        env: Some(vec![
-            value("LISTEN", &format!("0.0.0.0:{APP_PORT}")),
-            from_field("POD_NAME", "metadata.name"),
-            value("DB_HOST", "127.0.0.1"),
-            value("DB_PORT", &DB_PORT.to_string()),
-            value("DB_NAME", &p.database),
-            from_secret("DB_USER", "username"),
-            from_secret("DB_PASSWORD", "password"),
-        ]),
-        readiness_probe: Some(http_probe(
-            "/readyz",
-            IntOrString::String("http".into()),
-            2,
-            3,
-        )),
-        liveness_probe: Some(http_probe(
-            "/livez",
-            IntOrString::String("http".into()),
-            10,
-            3,
-        )),
-        resources: Some(resources("100m", "64Mi", "128Mi")),
-        security_context: Some(locked_down()),
-        ..Container::default()
-    }
-}
-
-/// The app's Deployment: `replicas` pods of the app plus its proxy.
-pub fn deployment(p: &KindParams) -> Deployment {
-    Deployment {
-        metadata: meta(APP, Some(&p.namespace)),
-        spec: Some(DeploymentSpec {
-            replicas: Some(p.replicas),
-            selector: LabelSelector {
-                match_labels: Some(labels()),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels()),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        ..PodSecurityContext::default()
-                    }),
-                    init_containers: Some(vec![db_proxy(p)]),
-                    containers: vec![app(p)],
-                    ..PodSpec::default()
-                }),
-            },
-            ..DeploymentSpec::default()
+// ANCHOR: objects
+/// Every object of the kind target, in apply order: the app's objects as
+/// on the local target, its proxy forwarding to the `postgres` Service, and
+/// PostgreSQL's own three objects with the step-3 settings.
+pub fn objects(
+    settings: &Settings,
+    image: &str,
+    version: &AppVersion,
+    p: &KindParams,
+) -> anyhow::Result<Objects> {
+    let workload = Workload {
+        service_port: SERVICE_PORT,
+        pod_ip_as_localhost: false,
+        service_account: true,
+        database: Some(DatabaseSettings {
+            address: format!("{POSTGRES}:{DB_PORT}"),
+            user: DB_USER.into(),
+            password: p.db_password.clone(),
+            database: p.database.clone(),
         }),
-        ..Deployment::default()
-    }
+    };
+    let mut objects = workload.objects(settings, image, version)?;
+    objects.settings.extend([
+        AnyObject::from(&postgres_secret(p))?,
+        AnyObject::from(&postgres_deployment(p))?,
+        AnyObject::from(&postgres_service(p))?,
+    ]);
+    Ok(objects)
 }
-
-/// The app's Service (port 80 → the pods' `http` port).
-pub fn service(p: &KindParams) -> Service {
-    Service {
-        metadata: meta(APP, Some(&p.namespace)),
-        spec: Some(ServiceSpec {
-            selector: Some(labels()),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                target_port: Some(IntOrString::String("http".into())),
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    }
-}
-
-/// Every object, in apply order, as the JSON the API server takes.
-pub fn objects(p: &KindParams) -> Vec<Value> {
-    vec![
-        to_value(&namespace(p)),
-        to_value(&app_secret(p)),
-        to_value(&postgres_secret(p)),
-        to_value(&postgres_deployment(p)),
-        to_value(&postgres_service(p)),
-        to_value(&deployment(p)),
-        to_value(&service(p)),
-    ]
-}
-
-/// Every object as one multi-document YAML in apply order (`demo manifests
-/// --target kind`), fields in the order the API documents them.
-pub fn manifests_yaml(p: &KindParams) -> Result<String, serde_yaml::Error> {
-    let docs = [
-        serde_yaml::to_string(&namespace(p))?,
-        serde_yaml::to_string(&app_secret(p))?,
-        serde_yaml::to_string(&postgres_secret(p))?,
-        serde_yaml::to_string(&postgres_deployment(p))?,
-        serde_yaml::to_string(&postgres_service(p))?,
-        serde_yaml::to_string(&deployment(p))?,
-        serde_yaml::to_string(&service(p))?,
-    ];
-    Ok(docs.iter().map(|d| format!("---\n{d}")).collect())
-}
+// ANCHOR_END: objects
