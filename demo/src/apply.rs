@@ -7,8 +7,9 @@
 //! the same objects. That is what makes the demo's steps idempotent.
 //!
 //! The objects come in as JSON values (from the typed k8s-openapi objects
-//! of [`crate::manifests`] and [`crate::kind::manifests`]), so one function
-//! handles every kind the demo uses.
+//! of [`crate::manifests`] and [`crate::kind::manifests`], or the step
+//! machine's [`crate::targets::AnyObject`]s), so one function handles every
+//! kind the demo uses.
 
 use anyhow::{Context, bail};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -17,7 +18,7 @@ use serde_json::Value;
 
 /// The field manager the demo's applies are recorded under
 /// (`kubectl get … --show-managed-fields` shows it).
-pub const FIELD_MANAGER: &str = "workbook-demo";
+pub use crate::FIELD_MANAGER;
 
 /// A typed object as the JSON the API takes (k8s-openapi writes
 /// `apiVersion` and `kind`).

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -549,15 +549,15 @@ impl Demo {
             );
             return Ok(());
         }
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client()?.clone(), &ns, &o.resource);
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&o.object),
-        )
-        .await
-        .with_context(|| format!("applying {}", o.describe()))?;
+        let mut object = serde_json::to_value(&o.object)?;
+        object["apiVersion"] = o.resource.api_version.clone().into();
+        object["kind"] = o.resource.kind.clone().into();
+        if object.pointer("/metadata/namespace").is_none() {
+            object["metadata"]["namespace"] = ns.into();
+        }
+        crate::apply::apply(self.client()?, &object)
+            .await
+            .with_context(|| format!("applying {}", o.describe()))?;
         self.n.say(format!("  {} serverside-applied", o.describe()));
         Ok(())
     }

@@ -122,7 +122,8 @@ mod tests {
 
     #[test]
     fn answers_become_one_line_each() {
-        let body = br#"{"version":"v2","pod":"web-1","total_visits":7,"recent_visits":{"v1":[],"v2":[]}}"#;
+        let body =
+            br#"{"version":"v2","pod":"web-1","total_visits":7,"recent_visits":{"v1":[],"v2":[]}}"#;
         let line = answer_line(body, Duration::from_micros(1840));
         assert_eq!(
             line,
@@ -130,7 +131,10 @@ mod tests {
         );
         let line = answer_line(br#"{"version":"v1","pod":"p"}"#, Duration::ZERO);
         assert_eq!(line["visits"], serde_json::Value::Null);
-        assert_eq!(answer_line(b"<html>", Duration::ZERO)["error"], "a broken answer");
+        assert_eq!(
+            answer_line(b"<html>", Duration::ZERO)["error"],
+            "a broken answer"
+        );
     }
 
     #[tokio::test]

@@ -67,11 +67,19 @@ fn postgres_labels() -> BTreeMap<String, String> {
     [("app".to_string(), POSTGRES.to_string())].into()
 }
 
+/// PostgreSQL's objects carry the demo's managed-by label too (a reader
+/// with kubectl finds everything the demo made with one selector); their
+/// pods only `app: postgres`, which the Service selects.
 fn postgres_meta(namespace: &str) -> ObjectMeta {
+    let mut labels = postgres_labels();
+    labels.insert(
+        "app.kubernetes.io/managed-by".into(),
+        crate::FIELD_MANAGER.into(),
+    );
     ObjectMeta {
         name: Some(POSTGRES.into()),
         namespace: Some(namespace.into()),
-        labels: Some(postgres_labels()),
+        labels: Some(labels),
         ..ObjectMeta::default()
     }
 }

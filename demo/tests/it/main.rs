@@ -6,5 +6,6 @@ mod gke;
 mod gke_run;
 mod kind;
 mod kind_load;
+mod probe_pod;
 mod run;
 mod steps;
