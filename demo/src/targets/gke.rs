@@ -64,7 +64,14 @@ impl GkeTarget {
             database: cloud.database.clone(),
             repository: cloud.repository.clone(),
             replicas: settings.replicas,
-            gke: settings.context.as_deref().and_then(GkeContext::parse),
+            // Known before the cluster step (for `--dry-run` and the step
+            // headers): `--context`, else the kubeconfig's current context.
+            gke: settings
+                .context
+                .clone()
+                .or_else(|| current_context(cloud.kubeconfig.as_deref()))
+                .as_deref()
+                .and_then(GkeContext::parse),
             client: None,
             gcloud: None,
             password: None,
@@ -182,6 +189,15 @@ impl GkeTarget {
         }
         Ok(self.gcloud.clone().expect("just set"))
     }
+}
+
+/// The kubeconfig's current context, if there is a kubeconfig.
+fn current_context(path: Option<&std::path::Path>) -> Option<String> {
+    let config = match path {
+        Some(p) => kube::config::Kubeconfig::read_from(p).ok()?,
+        None => kube::config::Kubeconfig::read().ok()?,
+    };
+    config.current_context
 }
 
 /// The GKE manifests' Deployment, with what the step machine adds on every
@@ -336,23 +352,28 @@ impl Target for GkeTarget {
     fn commands(&self, step: Step, _settings: &Settings) -> Vec<String> {
         let p = self.params(&self.image_name("v1"));
         match step {
-            Step::Cluster => {
-                let mut c = vec![format!(
-                    "gcloud container clusters get-credentials {} --location {}",
-                    self.gke
-                        .as_ref()
-                        .map(|g| g.cluster.as_str())
-                        .unwrap_or("CLUSTER"),
-                    self.gke
-                        .as_ref()
-                        .map(|g| g.location.clone())
-                        .unwrap_or_else(|| p.region.clone())
-                )];
-                c.extend(crate::gke::gcloud_commands(&p));
-                c
-            }
+            Step::Cluster => vec![format!(
+                "gcloud container clusters get-credentials {} --location {}",
+                self.gke
+                    .as_ref()
+                    .map(|g| g.cluster.as_str())
+                    .unwrap_or("CLUSTER"),
+                self.gke
+                    .as_ref()
+                    .map(|g| g.location.clone())
+                    .unwrap_or_else(|| p.region.clone())
+            )],
             Step::Image => {
-                let mut c = vec![self.repo().step().line()];
+                // What it costs and how to remove it, before anything
+                // billable; then the repository, Cloud SQL and the
+                // identities; then the images.
+                let mut c: Vec<String> = cloud::cost_warning(&p)
+                    .into_iter()
+                    .map(|l| format!("# {l}"))
+                    .collect();
+                c.push(format!("# {}", self.repo().step().purpose));
+                c.push(self.repo().step().line());
+                c.extend(crate::gke::gcloud_commands(&p));
                 for v in ["v1", "v2"] {
                     c.push(labs::images::ImageSpec::app(v).cli());
                     c.push(format!(

@@ -20,10 +20,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kube::api::Api;
 
-const CONTEXT: &str = "gke_my-proj_asia-northeast1-a_talk";
+pub(crate) const CONTEXT: &str = "gke_my-proj_asia-northeast1-a_talk";
 
 /// Serves a fresh lab API server on a free loopback port.
-async fn api_server() -> (u16, tokio::sync::oneshot::Sender<()>) {
+pub(crate) async fn api_server() -> (u16, tokio::sync::oneshot::Sender<()>) {
     let api = labs::apiserver::ApiServer::new(labs::store::Store::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -34,7 +34,7 @@ async fn api_server() -> (u16, tokio::sync::oneshot::Sender<()>) {
     (port, stop)
 }
 
-fn executable(path: &Path, text: &str) {
+pub(crate) fn executable(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -42,7 +42,7 @@ fn executable(path: &Path, text: &str) {
 
 /// A kubeconfig as `gcloud container clusters get-credentials` writes it,
 /// pointing at `port`, its user logging in with `plugin`.
-fn kubeconfig(dir: &Path, port: u16, plugin: &str) -> PathBuf {
+pub(crate) fn kubeconfig(dir: &Path, port: u16, plugin: &str) -> PathBuf {
     let path = dir.join("kubeconfig");
     std::fs::write(
         &path,
@@ -61,13 +61,18 @@ fn kubeconfig(dir: &Path, port: u16, plugin: &str) -> PathBuf {
 /// The recorded gcloud and its tape, copied into `dir` (its call counter
 /// and log are written beside it).
 fn recorded_gcloud(dir: &Path) -> Tools {
+    recorded_gcloud_playing(dir, "gcloud.tape")
+}
+
+/// The recorded gcloud playing `tape` (from tests/it/recorded).
+pub(crate) fn recorded_gcloud_playing(dir: &Path, tape: &str) -> Tools {
     let recorded = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/recorded");
     let gcloud = dir.join("gcloud");
     executable(
         &gcloud,
         &std::fs::read_to_string(recorded.join("gcloud")).unwrap(),
     );
-    std::fs::copy(recorded.join("gcloud.tape"), dir.join("gcloud.tape")).unwrap();
+    std::fs::copy(recorded.join(tape), dir.join("gcloud.tape")).unwrap();
     Tools {
         path: Some(dir.as_os_str().to_owned()),
         gcloud: Some(gcloud),
@@ -146,6 +151,8 @@ async fn gke_up_and_down_with_recorded_gcloud() {
     }
 
     let out = String::from_utf8(out).unwrap();
+    // The book shows this recorded run (book/src/generated/gke-up.txt).
+    crate::gke::check_generated("gke-up.txt", &out);
     let lines: Vec<&str> = out.lines().collect();
     let cost = lines.iter().position(|l| l.starts_with("Cost: ")).unwrap();
     let first_create = lines

@@ -4,6 +4,7 @@
 mod cli;
 mod gke;
 mod gke_run;
+mod gke_target;
 mod kind;
 mod kind_load;
 mod probe_pod;
