@@ -265,7 +265,7 @@ impl Demo {
             .iter()
             .map(|o| match o.resource.kind.as_str() {
                 "ServiceAccount" => format!("kubectl create serviceaccount {APP}"),
-                "Secret" => format!(
+                "Secret" if o.object.metadata.name.as_deref() == Some(DB_SECRET) => format!(
                     "kubectl create secret generic {DB_SECRET} --from-literal=username=… --from-literal=password=… --from-literal=address=…"
                 ),
                 _ => format!("kubectl apply --server-side -f {}.yaml", o.describe().replace('/', "-")),

@@ -87,6 +87,7 @@ pub async fn service_url(client: &kube::Client, service: &Service) -> anyhow::Re
 }
 
 impl PodProbe {
+    // ANCHOR: start
     /// Starts a probe pod sending `rps` requests a second to `url`, waits
     /// until it runs, and follows its log.
     pub async fn start(
@@ -148,6 +149,7 @@ impl PodProbe {
             task,
         })
     }
+    // ANCHOR_END: start
 
     /// The probe pod's name (`web-probe-12345`).
     pub fn name(&self) -> &str {
