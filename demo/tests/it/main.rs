@@ -8,5 +8,6 @@ mod gke_target;
 mod kind;
 mod kind_load;
 mod probe_pod;
+mod registry_push;
 mod run;
 mod steps;
