@@ -290,7 +290,7 @@ impl Target for GkeTarget {
         if !self.provisioned {
             self.provision(&gcloud, &client, n).await?;
         }
-        let local = super::kind::build_app_image(&docker, version, n).await?;
+        let local = super::build_app_image(&docker, version, n).await?;
         let repository = self.repo();
         let remote = repository.image(version);
         let credentials = registry::credentials(&gcloud, &repository)?;

@@ -112,36 +112,6 @@ pub(crate) async fn remove_namespace(
     Ok(())
 }
 
-// ANCHOR: build
-/// `docker build` of `workbook/demo-app:VERSION` with bollard, as the local
-/// target's Docker runtime builds it (a static binary in a scratch image).
-pub(crate) async fn build_app_image(
-    docker: &bollard::Docker,
-    version: &str,
-    n: &mut Narrator,
-) -> anyhow::Result<String> {
-    let spec = labs::images::ImageSpec::app(version);
-    let image = format!("{}:{version}", labs::images::APP_REPOSITORY);
-    let spinner = n.spinner(format!("docker build {image}"));
-    let mut log = Vec::new();
-    let built = async {
-        let binary = labs::images::static_binary(&mut log)?;
-        labs::images::build(docker, &spec, &binary, &mut log).await
-    }
-    .await
-    .with_context(|| format!("the image build failed: {image}"));
-    spinner.finish_and_clear();
-    let built = built?;
-    n.say(format!(
-        "  built {image}: {} steps, {} from the cache, {:.1} s",
-        built.steps,
-        built.cached_steps,
-        built.elapsed.as_secs_f64()
-    ));
-    Ok(image)
-}
-// ANCHOR_END: build
-
 #[async_trait(?Send)]
 impl Target for KindTarget {
     async fn cluster(&mut self, n: &mut Narrator) -> anyhow::Result<(kube::Client, ClusterInfo)> {
@@ -214,7 +184,7 @@ impl Target for KindTarget {
     // ANCHOR: image
     async fn image(&mut self, version: &str, n: &mut Narrator) -> anyhow::Result<String> {
         let docker = labs::images::connect().await?;
-        let image = build_app_image(&docker, version, n).await?;
+        let image = super::build_app_image(&docker, version, n).await?;
         let spinner = n.spinner(format!(
             "kind load docker-image {image} --name {}",
             self.cluster

@@ -282,6 +282,36 @@ pub fn open_with(
     })
 }
 
+/// `docker build` of `workbook/demo-app:VERSION` with bollard (a static
+/// binary in a scratch image): what every target that runs real containers
+/// needs first — local with `--runtime docker`, kind before it loads the
+/// image into its nodes, GKE before it pushes it to Artifact Registry.
+pub(crate) async fn build_app_image(
+    docker: &bollard::Docker,
+    version: &str,
+    n: &mut Narrator,
+) -> anyhow::Result<String> {
+    let spec = labs::images::ImageSpec::app(version);
+    let image = format!("{}:{version}", labs::images::APP_REPOSITORY);
+    let spinner = n.spinner(format!("docker build {image}"));
+    let mut log = Vec::new();
+    let built = async {
+        let binary = labs::images::static_binary(&mut log)?;
+        labs::images::build(docker, &spec, &binary, &mut log).await
+    }
+    .await
+    .map_err(|e| e.context(format!("the image build failed: {image}")));
+    spinner.finish_and_clear();
+    let built = built?;
+    n.say(format!(
+        "  built {image}: {} steps, {} from the cache, {:.1} s",
+        built.steps,
+        built.cached_steps,
+        built.elapsed.as_secs_f64()
+    ));
+    Ok(image)
+}
+
 /// A client for an existing cluster: the kubeconfig's `context` (or its
 /// current context), checked with `GET /version` so that "no cluster"
 /// is one clear line here, not a connection error in the middle of a step.
