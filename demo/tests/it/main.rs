@@ -7,6 +7,7 @@ mod gke_run;
 mod gke_target;
 mod kind;
 mod kind_load;
+mod kind_target;
 mod probe_pod;
 mod registry_push;
 mod run;
