@@ -408,3 +408,38 @@ async fn bench(s: &Settings, runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 // ANCHOR_END: bench
+
+/// Every `cargo run -p demo -- …` a chapter shows must parse here: a
+/// renamed subcommand or flag fails this test, not a reader.
+#[cfg(test)]
+mod book {
+    use super::*;
+
+    #[test]
+    fn every_command_the_book_shows_exists() {
+        let commands = labs::lab::book::commands("demo");
+        assert!(!commands.is_empty(), "the book shows the demo's commands");
+        let mut wrong = Vec::new();
+        for command in commands {
+            if command.args.iter().any(|a| a.starts_with('<')) {
+                continue;
+            }
+            let argv = std::iter::once("demo".to_string()).chain(command.args.clone());
+            if let Err(e) = Cli::try_parse_from(argv)
+                && e.kind() != clap::error::ErrorKind::DisplayHelp
+            {
+                let first = e.to_string().lines().next().unwrap_or("").to_string();
+                wrong.push(format!(
+                    "{}: demo {}: {first}",
+                    command.place,
+                    command.args.join(" ")
+                ));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "the book shows commands that do not exist:\n{}",
+            wrong.join("\n")
+        );
+    }
+}

@@ -319,23 +319,41 @@ pub struct Components {
 }
 
 impl Components {
+    /// The names of what [`Components::start`] runs with these options, in
+    /// the order it starts them.
+    pub fn names(options: &ClusterOptions) -> Vec<&'static str> {
+        let without = |c| options.without.contains(&c);
+        let mut running = Vec::new();
+        if !without(Component::Controllers) {
+            running.extend(Self::manager_options(options).running());
+        }
+        if !without(Component::Scheduler) {
+            running.push("default-scheduler");
+        }
+        if !without(Component::NodeLifecycle) {
+            running.push("node-lifecycle-controller");
+        }
+        running
+    }
+
+    /// The controller manager's options: every controller but those left out.
+    fn manager_options(options: &ClusterOptions) -> ManagerOptions {
+        let left_out: Vec<Controller> = options
+            .without
+            .iter()
+            .filter_map(|c| c.controller())
+            .collect();
+        ManagerOptions::without(&left_out)
+    }
+
     pub fn start(api: &ApiServer, options: &ClusterOptions) -> Components {
         let without = |c| options.without.contains(&c);
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let mut running = Vec::new();
-        let controllers = (!without(Component::Controllers)).then(|| {
-            let left_out: Vec<Controller> = options
-                .without
-                .iter()
-                .filter_map(|c| c.controller())
-                .collect();
-            let manager = ManagerOptions::without(&left_out);
-            running.extend(manager.running());
-            ControllerManager::start(api.client(), manager)
-        });
+        let running = Self::names(options);
+        let controllers = (!without(Component::Controllers))
+            .then(|| ControllerManager::start(api.client(), Self::manager_options(options)));
         if !without(Component::Scheduler) {
-            running.push("default-scheduler");
             let scheduler = DefaultScheduler::new(
                 api.client(),
                 schedule_one::Options {
@@ -346,7 +364,6 @@ impl Components {
             tasks.spawn(scheduler.run(shutdown.clone()));
         }
         if !without(Component::NodeLifecycle) {
-            running.push("node-lifecycle-controller");
             let controller = NodeLifecycleController::new(
                 api.client(),
                 nodelifecycle::Options {
@@ -377,6 +394,54 @@ impl Components {
     }
 }
 // ANCHOR_END: components
+
+/// What `labs cluster` prints once everything runs: the API server's
+/// address, the nodes and proxies started, the components running and left
+/// out, and the `export` line. Built from the options alone (plus what
+/// actually started), so the book's copies are generated from it by the
+/// tests of `labs/src/main.rs` and cannot drift.
+pub fn banner(
+    addr: std::net::SocketAddr,
+    kubeconfig_path: &Path,
+    options: &ClusterOptions,
+    nodes: NodeOptions,
+    kubelets: usize,
+    proxies: usize,
+) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "API server listening on http://{addr}");
+    match kubelets {
+        0 => out.push_str("kubelets: none\n"),
+        n => {
+            let _ = writeln!(
+                out,
+                "kubelets: {n} ({:?} runtime): node-1..node-{n}",
+                nodes.runtime
+            );
+        }
+    }
+    if proxies > 0 {
+        let _ = writeln!(
+            out,
+            "kube-proxies: {proxies} (userspace mode): Service cluster IPs on 127.2.0.0/16, node ports on 127.0.0.1"
+        );
+    }
+    let running = Components::names(options);
+    if running.is_empty() {
+        out.push_str("components: none\n");
+    } else {
+        let _ = writeln!(out, "components: {}", running.join(", "));
+    }
+    for c in &options.without {
+        use clap::ValueEnum;
+        if let Some(name) = c.to_possible_value() {
+            let _ = writeln!(out, "left out: {} (--without)", name.get_name());
+        }
+    }
+    let _ = writeln!(out, "export KUBECONFIG={}", kubeconfig_path.display());
+    out
+}
 
 /// `labs cluster`: serve the API, start the components, run until Ctrl-C.
 pub async fn run(
@@ -412,32 +477,17 @@ pub async fn run(
             .map(|i| KubeProxy::start(api.client(), format!("node-{i}"), ProxyOptions::default()))
             .collect()
     };
-    println!("API server listening on http://{addr}");
-    match kubelets.len() {
-        0 => println!("kubelets: none"),
-        n => println!(
-            "kubelets: {n} ({:?} runtime): node-1..node-{n}",
-            nodes.runtime
-        ),
-    }
-    if !proxies.is_empty() {
-        println!(
-            "kube-proxies: {} (userspace mode): Service cluster IPs on 127.2.0.0/16, node ports on 127.0.0.1",
+    print!(
+        "{}",
+        banner(
+            addr,
+            kubeconfig_path,
+            options,
+            nodes,
+            kubelets.len(),
             proxies.len()
-        );
-    }
-    if components.running.is_empty() {
-        println!("components: none");
-    } else {
-        println!("components: {}", components.running.join(", "));
-    }
-    for c in &options.without {
-        use clap::ValueEnum;
-        if let Some(name) = c.to_possible_value() {
-            println!("left out: {} (--without)", name.get_name());
-        }
-    }
-    println!("export KUBECONFIG={}", kubeconfig_path.display());
+        )
+    );
     api.serve(listener, crate::apiserver::shutdown_signal())
         .await?;
     for proxy in proxies {

@@ -104,6 +104,22 @@ struct ClusterArgs {
     runtime: labs::cluster::RuntimeKind,
 }
 
+impl ClusterArgs {
+    /// What the flags ask of the cluster: the components, and the nodes.
+    fn options(&self) -> (labs::cluster::ClusterOptions, labs::cluster::NodeOptions) {
+        let options = labs::cluster::ClusterOptions {
+            without: self.without.clone(),
+            seed: self.seed,
+            node_monitor_grace_period: self.node_monitor_grace_period,
+        };
+        let nodes = labs::cluster::NodeOptions {
+            nodes: self.nodes,
+            runtime: self.runtime,
+        };
+        (options, nodes)
+    }
+}
+
 /// `40s`, `5m` or a plain number of seconds.
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
     let (digits, unit) = match s.strip_suffix('s') {
@@ -223,15 +239,7 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         Lab::Store => labs::lab::store::run(&mut std::io::stdout()).await,
         Lab::Apiserver(args) => labs::apiserver::run(args.port, &args.kubeconfig).await,
         Lab::Cluster(args) => {
-            let options = labs::cluster::ClusterOptions {
-                without: args.without,
-                seed: args.seed,
-                node_monitor_grace_period: args.node_monitor_grace_period,
-            };
-            let nodes = labs::cluster::NodeOptions {
-                nodes: args.nodes,
-                runtime: args.runtime,
-            };
+            let (options, nodes) = args.options();
             labs::cluster::run(
                 args.server.port,
                 &args.server.kubeconfig,
@@ -270,7 +278,7 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         }
         Lab::Bench {
             which: Bench::Apiserver(args),
-        } => labs::lab::bench::apiserver::run(args).await,
+        } => labs::lab::bench::apiserver::run(args, &mut std::io::stdout()).await,
         Lab::Bench {
             which: Bench::Proxy(args),
         } => labs::lab::bench::proxy::run(args).await,
@@ -279,12 +287,121 @@ async fn run(lab: Lab) -> anyhow::Result<()> {
         } => labs::lab::bench::docker::run(args).await,
         Lab::Bench {
             which: Bench::Replicaset(args),
-        } => labs::lab::bench::replicaset::run(args).await,
+        } => labs::lab::bench::replicaset::run(args, &mut std::io::stdout()).await,
         Lab::Bench {
             which: Bench::Rollout(args),
-        } => labs::lab::bench::rollout::run(args).await,
+        } => labs::lab::bench::rollout::run(args, &mut std::io::stdout()).await,
         Lab::Bench {
             which: Bench::Scheduler(args),
-        } => labs::lab::bench::scheduler::run(args).await,
+        } => labs::lab::bench::scheduler::run(args, &mut std::io::stdout()).await,
+    }
+}
+
+/// The book and this command line must agree: every `cargo run -p labs -- …`
+/// a chapter shows parses here, and what `labs cluster` and `labs
+/// apiserver` print at start-up is shown from files generated from the
+/// same code that prints it.
+#[cfg(test)]
+mod book {
+    use super::*;
+    use labs::lab::book::{check_generated, commands};
+
+    #[test]
+    fn every_command_the_book_shows_exists() {
+        let mut wrong = Vec::new();
+        for command in commands("labs") {
+            // `cargo run -p labs -- <lab>` is a pattern, not a command.
+            if command.args.iter().any(|a| a.starts_with('<')) {
+                continue;
+            }
+            let argv = std::iter::once("labs".to_string()).chain(command.args.clone());
+            if let Err(e) = Cli::try_parse_from(argv)
+                && e.kind() != clap::error::ErrorKind::DisplayHelp
+            {
+                let first = e.to_string().lines().next().unwrap_or("").to_string();
+                wrong.push(format!(
+                    "{}: labs {}: {first}",
+                    command.place,
+                    command.args.join(" ")
+                ));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "the book shows commands that do not exist:\n{}",
+            wrong.join("\n")
+        );
+    }
+
+    /// Each start-up the book shows is included from
+    /// `generated/labs-<the arguments>.txt`, written from the banner the
+    /// command would print.
+    #[test]
+    fn the_book_shows_the_real_banners() {
+        let mut shown = 0;
+        for command in commands("labs") {
+            let Some(output) = &command.output else {
+                continue;
+            };
+            let argv = std::iter::once("labs".to_string()).chain(command.args.clone());
+            let banner = match Cli::try_parse_from(argv).map(|cli| cli.lab) {
+                Ok(Lab::Apiserver(server)) => labs::apiserver::banner(
+                    fixed_port(&command.place, &server),
+                    &shown_path(&server),
+                ),
+                Ok(Lab::Cluster(args)) => {
+                    let (options, nodes) = args.options();
+                    let without = |c| args.without.contains(&c);
+                    let kubelets = if without(labs::cluster::Component::Kubelet) {
+                        0
+                    } else {
+                        nodes.nodes
+                    };
+                    let proxies = if without(labs::cluster::Component::Proxy) {
+                        0
+                    } else {
+                        nodes.nodes
+                    };
+                    let addr = fixed_port(&command.place, &args.server);
+                    let path = shown_path(&args.server);
+                    labs::cluster::banner(addr, &path, &options, nodes, kubelets, proxies)
+                }
+                _ => continue,
+            };
+            let name = format!("labs-{}.txt", command.args.join("-").replace("--", ""));
+            assert_eq!(
+                output.trim(),
+                format!("{{{{#include generated/{name}}}}}"),
+                "{}: the output of `labs {}` must be included from generated/{name}",
+                command.place,
+                command.args.join(" ")
+            );
+            check_generated(&name, &banner).unwrap_or_else(|e| panic!("{}: {e}", command.place));
+            shown += 1;
+        }
+        assert!(
+            shown >= 3,
+            "the book shows the cluster starting in several chapters"
+        );
+    }
+
+    /// The default kubeconfig is in the temporary directory, `/tmp` unless
+    /// `$TMPDIR` says otherwise: the book shows `/tmp`.
+    fn shown_path(server: &ServerArgs) -> std::path::PathBuf {
+        if server.kubeconfig == labs::apiserver::kubeconfig::default_path() {
+            "/tmp/labs/kubeconfig".into()
+        } else {
+            server.kubeconfig.clone()
+        }
+    }
+
+    /// A banner shown in the book names its port: with the default (0, any
+    /// free port) it would differ on every run.
+    fn fixed_port(place: &str, server: &ServerArgs) -> std::net::SocketAddr {
+        assert_ne!(
+            server.port, 0,
+            "{place}: a start-up shown in the book needs --port (e.g. --port 6443)"
+        );
+        std::net::SocketAddr::from(([127, 0, 0, 1], server.port))
     }
 }

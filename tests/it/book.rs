@@ -331,3 +331,62 @@ fn snapshot_line_ranges_show_whole_steps() {
     }
     assert!(checked > 0, "no snapshot line ranges found in the book");
 }
+
+/// What a `labs` or `demo` command prints is never typed into a chapter: the
+/// ```` ```text ```` block after a `cargo run -p labs|demo -- …` command must
+/// be an `{{#include}}` of a file a test writes or checks
+/// (`book/src/generated/`, or an insta snapshot). A hand-pasted block would
+/// drift the first time a component changed.
+#[test]
+fn lab_output_in_the_book_is_included_from_checked_files() {
+    let mut pasted = Vec::new();
+    for package in ["labs", "demo"] {
+        for command in labs::lab::book::commands(package) {
+            let Some(output) = &command.output else {
+                continue;
+            };
+            let included = output.lines().all(|l| {
+                let l = l.trim();
+                let target = l
+                    .strip_prefix("{{#include ")
+                    .and_then(|t| t.strip_suffix("}}"));
+                l.is_empty()
+                    || target.is_some_and(|t| t.starts_with("generated/") || t.contains(".snap"))
+            });
+            if !included {
+                pasted.push(format!(
+                    "{}: the output of `cargo run -p {package} -- {}` is pasted",
+                    command.place,
+                    command.args.join(" ")
+                ));
+            }
+        }
+    }
+    assert!(
+        pasted.is_empty(),
+        "include it from book/src/generated/ (written by a test) instead:\n{}",
+        pasted.join("\n")
+    );
+}
+
+/// Every generated file is shown somewhere, and every one a chapter includes
+/// exists: a renamed output cannot leave a stale copy behind.
+#[test]
+fn every_generated_file_is_included() {
+    let generated = book_dir().join("src/generated");
+    let chapters: String = markdown_files()
+        .iter()
+        .map(|f| fs::read_to_string(book_dir().join("src").join(f)).unwrap())
+        .collect();
+    let mut unused = Vec::new();
+    for entry in fs::read_dir(&generated).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        if !chapters.contains(&format!("generated/{name}")) {
+            unused.push(name);
+        }
+    }
+    assert!(
+        unused.is_empty(),
+        "generated files no chapter includes: {unused:?}"
+    );
+}

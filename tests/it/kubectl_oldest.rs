@@ -1,35 +1,39 @@
-//! The oldest kubectl the README promises (1.29, from the machine's Cloud
+//! The oldest kubectl the README promises (1.27, from the machine's Cloud
 //! SDK dispatcher) against the lab API server, which says it is 1.35.
 //! Upstream supports one minor of client skew, but the core verbs speak
 //! stable APIs (apps/v1, core v1, the three-way merge of `apply` through the
-//! last-applied annotation and `/openapi/v3`), so an older client still
-//! works; this module keeps that promise. Why not 1.27: see
-//! [`OLDEST_KUBECTL`]. The other kubectl modules use the kubectl on the PATH
-//! (1.35 in CI).
+//! last-applied annotation and the OpenAPI documents — 1.27 reads the
+//! Swagger 2.0 one, `/openapi/v2`, in protobuf), so an older client still
+//! works; this module keeps that promise. The other kubectl modules use the
+//! kubectl on the PATH (1.35 in CI).
 
 use std::path::Path;
 
 use workbook::apiserver::{DEPLOYMENT_YAML, OLDEST_KUBECTL, Output, TestServer};
 
-/// Runs the 1.29 binary itself (not the dispatcher, which would pick the
+/// Runs the 1.27 binary itself (not the dispatcher, which would pick the
 /// binary closest to the server's minor). Missing is one clear panic line.
 async fn old(s: &TestServer, args: &[&str], stdin: Option<&str>) -> Output {
     let binary = Path::new(OLDEST_KUBECTL);
     assert!(
         binary.exists(),
-        "{OLDEST_KUBECTL} is not installed; this test needs the Cloud SDK's kubectl 1.29"
+        "{OLDEST_KUBECTL} is not installed; this test needs the Cloud SDK's kubectl 1.27"
     );
     s.kubectl_stdin_with(binary, args, stdin).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn kubectl_1_29_get_create_apply_delete() {
+async fn kubectl_1_27_get_create_apply_explain_delete() {
     let s = TestServer::start().await;
 
     let out = old(&s, &["version"], None).await;
     let text = out.ok();
-    assert!(text.contains("Client Version: v1.29."), "{text}");
-    assert!(text.contains("Server Version: v1.35.2-labs"), "{text}");
+    // 1.27 still prints the whole version.Info struct.
+    assert!(
+        text.contains(r#"Client Version: version.Info{Major:"1", Minor:"27""#),
+        "{text}"
+    );
+    assert!(text.contains(r#"GitVersion:"v1.35.2-labs""#), "{text}");
 
     let f = s.file("deployment.yaml", DEPLOYMENT_YAML);
     let out = old(&s, &["create", "-f", &f], None).await;
@@ -56,6 +60,25 @@ async fn kubectl_1_29_get_create_apply_delete() {
     )
     .await;
     assert_eq!(out.ok().trim(), "5");
+
+    // Strict validation (the default) through /openapi/v2: the server
+    // refuses an unknown field.
+    let typo = changed.replace("replicas: 5", "replicaz: 5");
+    let out = old(&s, &["apply", "-f", "-"], Some(&typo)).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains(r#"strict decoding error: unknown field "spec.replicaz""#),
+        "{}",
+        out.stderr
+    );
+
+    let out = old(&s, &["explain", "deployment.spec.strategy"], None).await;
+    let text = out.ok();
+    assert!(
+        text.contains("rollingUpdate\t<RollingUpdateDeployment>"),
+        "{text}"
+    );
 
     let out = old(&s, &["delete", "deploy", "web"], None).await;
     assert_eq!(out.deleted(), "deployment.apps \"web\" deleted");

@@ -13,6 +13,7 @@ mod deployment_kubectl;
 mod kubectl_oldest;
 mod kubelet_kubectl;
 mod node_lease;
+mod openapi_kubectl;
 mod replicaset_kube;
 mod replicaset_kubectl;
 mod scheduler_kube;

@@ -30,13 +30,12 @@ pub fn kubectl_binary() -> PathBuf {
         .unwrap_or_else(|| panic!("kubectl is not on the PATH (or set WORKBOOK_KUBECTL); the kubectl tests need the real one"))
 }
 
-/// The oldest kubectl the README promises, from the machine's dispatcher.
-/// One test module runs with it as well. Not 1.27/1.28 (also shipped):
-/// their `create -f` (validation) and `apply` fetch the Swagger 2.0 document
-/// `/openapi/v2`, which this lab server does not serve (it serves
-/// `/openapi/v3`, which kubectl 1.29 and newer use), so they fail with
-/// `NotFound` against any version of the lab server.
-pub const OLDEST_KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.29";
+/// The oldest kubectl the README promises: the oldest the machine's
+/// dispatcher ships. One test module runs with it as well. 1.27 and 1.28
+/// differ from newer ones in reading the Swagger 2.0 document `/openapi/v2`
+/// (in protobuf) for `create -f` and `apply`, where 1.29 and newer read
+/// `/openapi/v3`; the lab server serves both.
+pub const OLDEST_KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27";
 
 fn is_executable(path: &std::path::Path) -> bool {
     use std::os::unix::fs::PermissionsExt;

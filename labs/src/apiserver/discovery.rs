@@ -5,14 +5,14 @@
 //! `/apis/apps/v1` for their resources, and maps `deploy` to
 //! `deployments.apps/v1` through the `shortNames` found there. It caches the
 //! answers under `~/.kube/cache/discovery`. All documents are generated from
-//! the resource table, so routing and discovery cannot disagree.
+//! the resource table, so routing and discovery cannot disagree. (The
+//! schemas, for `kubectl explain`, are in [`super::openapi`].)
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::ApiServer;
 use super::resources::{RESOURCES, Resource, Subresource, group_versions};
 use super::status::{ApiError, json_response};
 
@@ -171,100 +171,4 @@ fn respond(doc: Option<Value>) -> Response {
         Some(d) => json_response(StatusCode::OK, &d),
         None => ApiError::no_route().into_response(),
     }
-}
-
-// ANCHOR: openapi
-/// `GET /openapi/v3`: one entry per group/version. kubectl apply (default
-/// `--validate=strict`) follows these links to decide whether the server
-/// can validate fields itself (`fieldValidation=Strict`).
-pub fn openapi_v3_root_doc() -> Value {
-    let mut paths = serde_json::Map::new();
-    for (g, v) in group_versions() {
-        let gv = gv_path(g, v);
-        paths.insert(
-            gv.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={}", doc_hash(g, v))}),
-        );
-    }
-    json!({"paths": paths})
-}
-
-/// The smallest per-group/version document kubectl accepts: for each kind a
-/// `patch` operation carrying `x-kubernetes-group-version-kind` and a
-/// `fieldValidation` query parameter. No schemas: the server validates by
-/// decoding into its types, and kubectl computes client-side apply patches
-/// from its own compiled-in types.
-pub fn openapi_v3_doc(group: &str, version: &str) -> Option<Value> {
-    let mut paths = serde_json::Map::new();
-    for r in RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-    {
-        let base = if group.is_empty() {
-            format!("/api/{version}")
-        } else {
-            format!("/apis/{group}/{version}")
-        };
-        let path = if r.namespaced {
-            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
-        } else {
-            format!("{base}/{}/{{name}}", r.plural)
-        };
-        paths.insert(
-            path,
-            json!({"patch": {
-                "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": r.kind},
-                "parameters": [
-                    {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
-                    {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
-                ],
-                "responses": {"200": {"description": "OK"}},
-            }}),
-        );
-    }
-    if paths.is_empty() {
-        return None;
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": GIT_VERSION},
-        "paths": paths,
-    }))
-}
-// ANCHOR_END: openapi
-
-fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
-}
-
-/// A content hash for the `?hash=` of the OpenAPI links (kubectl caches the
-/// documents by it). FNV-1a over the document: stable across runs.
-fn doc_hash(group: &str, version: &str) -> String {
-    let doc = openapi_v3_doc(group, version)
-        .map(|d| d.to_string())
-        .unwrap_or_default();
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in doc.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016X}")
-}
-
-pub async fn openapi_v3_root(State(_api): State<ApiServer>) -> Response {
-    json_response(StatusCode::OK, &openapi_v3_root_doc())
-}
-
-pub async fn openapi_v3_group_version(Path(gv): Path<String>) -> Response {
-    let parts: Vec<&str> = gv.trim_matches('/').split('/').collect();
-    let doc = match parts.as_slice() {
-        ["api", v] => openapi_v3_doc("", v),
-        ["apis", g, v] => openapi_v3_doc(g, v),
-        _ => None,
-    };
-    respond(doc)
 }

@@ -27,7 +27,8 @@
 //! | [`server`] | `k8s.io/apiserver/pkg/endpoints/installer.go` (routing) |
 //! | [`handlers`] | `k8s.io/apiserver/pkg/endpoints/handlers` and `registry/generic/registry/store.go` |
 //! | [`watch`] | `k8s.io/apiserver/pkg/endpoints/handlers/watch.go` |
-//! | [`discovery`] | `/api`, `/apis`, `/version`, `/openapi/v3` |
+//! | [`discovery`] | `/api`, `/apis`, `/version` |
+//! | [`openapi`] | `k8s.io/kube-openapi/pkg/handler3` (`/openapi/v3`, `/openapi/v2`) |
 //! | [`status`] | `k8s.io/apimachinery/pkg/api/errors` |
 
 pub mod allocator;
@@ -43,6 +44,8 @@ pub mod discovery;
 pub mod handlers;
 pub mod kubeconfig;
 pub mod logs;
+pub mod openapi;
+pub mod portforward;
 pub mod request;
 pub mod resources;
 pub mod server;
@@ -269,11 +272,20 @@ pub async fn run(port: u16, kubeconfig_path: &std::path::Path) -> anyhow::Result
     kubeconfig::write_kubeconfig(kubeconfig_path, addr)
         .with_context(|| format!("cannot write the kubeconfig {}", kubeconfig_path.display()))?;
     tracing::info!(%addr, "API server listening");
-    println!("API server listening on http://{addr}");
-    println!("export KUBECONFIG={}", kubeconfig_path.display());
+    print!("{}", banner(addr, kubeconfig_path));
     api.serve(listener, shutdown_signal()).await?;
     println!("API server stopped");
     Ok(())
 }
 // ANCHOR_END: run
+
+/// What `labs apiserver` prints once it listens: where, and the line to
+/// paste into another terminal. A function of its own so that the book's
+/// copy is generated from it (`labs/src/main.rs`'s tests).
+pub fn banner(addr: std::net::SocketAddr, kubeconfig_path: &std::path::Path) -> String {
+    format!(
+        "API server listening on http://{addr}\nexport KUBECONFIG={}\n",
+        kubeconfig_path.display()
+    )
+}
 pub use crate::machinery::signal::shutdown_signal;

@@ -298,31 +298,74 @@ impl Resource {
     /// types are rejected, JSON `null`s and unknown fields disappear, and
     /// the stored JSON has one canonical shape.
     pub fn round_trip(&self, obj: Value) -> Result<Value, serde_json::Error> {
+        // The visitor takes the body out of the slot only when the kind
+        // has a type; an untyped kind gets its body back unchanged.
+        struct RoundTrip<'a>(&'a mut Option<Value>);
+        impl TypeVisitor for RoundTrip<'_> {
+            type Output = Result<Value, serde_json::Error>;
+            fn visit<T: KindType>(self) -> Self::Output {
+                let obj = self.0.take().unwrap_or_default();
+                serde_json::to_value(serde_json::from_value::<T>(obj)?)
+            }
+        }
+        let mut slot = Some(obj);
+        match self.with_type(RoundTrip(&mut slot)) {
+            Some(typed) => typed,
+            None => Ok(slot.take().unwrap_or_default()),
+        }
+    }
+
+    // ANCHOR: with_type
+    /// The one place that says which k8s-openapi type holds each kind: the
+    /// scheme of the real API server, where every Go type is registered
+    /// under its group/version/kind. Everything typed follows from this
+    /// match: decoding bodies ([`Resource::round_trip`], and with it strict
+    /// field validation) and the OpenAPI schemas `kubectl explain` reads
+    /// ([`super::openapi`]). Serving a new kind is a row in [`RESOURCES`]
+    /// and one line here.
+    pub fn with_type<V: TypeVisitor>(&self, v: V) -> Option<V::Output> {
         use k8s_openapi::api::{
             apps::v1 as apps, coordination::v1 as coordination, core::v1 as core,
             discovery::v1 as discovery,
         };
-        fn rt<T: serde::de::DeserializeOwned + serde::Serialize>(
-            v: Value,
-        ) -> Result<Value, serde_json::Error> {
-            serde_json::to_value(serde_json::from_value::<T>(v)?)
-        }
-        match self.kind {
-            "Namespace" => rt::<core::Namespace>(obj),
-            "Node" => rt::<core::Node>(obj),
-            "Pod" => rt::<core::Pod>(obj),
-            "Service" => rt::<core::Service>(obj),
-            "Endpoints" => rt::<core::Endpoints>(obj),
-            "Event" => rt::<core::Event>(obj),
-            "ConfigMap" => rt::<core::ConfigMap>(obj),
-            "Secret" => rt::<core::Secret>(obj),
-            "Deployment" => rt::<apps::Deployment>(obj),
-            "ReplicaSet" => rt::<apps::ReplicaSet>(obj),
-            "Lease" => rt::<coordination::Lease>(obj),
-            "EndpointSlice" => rt::<discovery::EndpointSlice>(obj),
-            _ => Ok(obj),
-        }
+        Some(match self.kind {
+            "Namespace" => v.visit::<core::Namespace>(),
+            "Node" => v.visit::<core::Node>(),
+            "Pod" => v.visit::<core::Pod>(),
+            "Service" => v.visit::<core::Service>(),
+            "Endpoints" => v.visit::<core::Endpoints>(),
+            "Event" => v.visit::<core::Event>(),
+            "ConfigMap" => v.visit::<core::ConfigMap>(),
+            "Secret" => v.visit::<core::Secret>(),
+            "Deployment" => v.visit::<apps::Deployment>(),
+            "ReplicaSet" => v.visit::<apps::ReplicaSet>(),
+            "Lease" => v.visit::<coordination::Lease>(),
+            "EndpointSlice" => v.visit::<discovery::EndpointSlice>(),
+            _ => return None,
+        })
     }
+    // ANCHOR_END: with_type
+}
+
+/// What the server needs from the Rust type of a kind: serde both ways
+/// (to decode and store bodies) and a JSON schema (k8s-openapi's
+/// `schemars` feature, generated from the same upstream OpenAPI
+/// definitions as the types, descriptions included) for `/openapi`.
+pub trait KindType:
+    serde::de::DeserializeOwned + serde::Serialize + k8s_openapi::schemars::JsonSchema
+{
+}
+impl<T> KindType for T where
+    T: serde::de::DeserializeOwned + serde::Serialize + k8s_openapi::schemars::JsonSchema
+{
+}
+
+/// Something to do with the type of a kind, whatever the type is: Rust
+/// has no types as values, so [`Resource::with_type`] calls back with the
+/// type as a generic parameter instead of returning it.
+pub trait TypeVisitor {
+    type Output;
+    fn visit<T: KindType>(self) -> Self::Output;
 }
 
 /// Finds a resource by group, version and plural (the URL segments).

@@ -18,12 +18,13 @@ use axum::extract::{Request, State};
 use axum::http::{Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use bytes::Bytes;
 
 use super::ApiServer;
 use super::discovery;
 use super::handlers;
+use super::openapi;
 use super::request::{Call, Query, parse_path};
 use super::resources::Subresource;
 use super::status::ApiError;
@@ -36,10 +37,13 @@ pub fn router(api: ApiServer) -> Router {
         .route("/apis", get(discovery::api_group_list))
         .route("/api/v1", get(discovery::core_resources))
         .route("/apis/{group}/{version}", get(discovery::group_resources))
-        .route("/openapi/v3", get(discovery::openapi_v3_root))
+        .route("/openapi/v2", get(openapi::v2))
+        .route("/openapi/v3", get(openapi::v3_index))
+        .route("/openapi/v3/{*gv}", get(openapi::v3_group_version))
+        // The streaming subresource: an upgraded connection, not a verb.
         .route(
-            "/openapi/v3/{*gv}",
-            get(discovery::openapi_v3_group_version),
+            "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
+            any(super::portforward::portforward),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))

@@ -29,7 +29,7 @@ pub struct ApiError {
 // ANCHOR_END: api_error
 
 impl ApiError {
-    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             code,
             reason,
@@ -133,6 +133,19 @@ impl ApiError {
             "UnsupportedMediaType",
             format!(
                 "the body of the request was in an unknown format ({content_type:?}) - accepted media types include: {}",
+                accepted.join(", ")
+            ),
+        )
+    }
+
+    /// 406: the client asked only for encodings the server cannot write
+    /// (upstream: `NewNotAcceptableError`).
+    pub fn not_acceptable(accepted: &[&str]) -> ApiError {
+        Self::new(
+            406,
+            "NotAcceptable",
+            format!(
+                "only the following media types are accepted: {}",
                 accepted.join(", ")
             ),
         )

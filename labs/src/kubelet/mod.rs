@@ -52,6 +52,7 @@ pub mod node_status;
 pub mod pod_status;
 pub mod pod_sync;
 pub mod pod_workers;
+mod portforward;
 pub mod probe;
 pub mod qos;
 pub mod runtime;

@@ -1,7 +1,8 @@
 //! What the kubelet's own server (`https://<node>:10250`, upstream's
 //! `pkg/kubelet/server`) answers the API server: container logs, read from
-//! the runtime's log of each container instance. In the labs the API server
-//! calls it in-process, through [`NodeLogs`].
+//! the runtime's log of each container instance, and port-forward
+//! connections ([`super::portforward`]). In the labs the API server calls it
+//! in-process, through [`NodeLogs`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,7 @@ use futures::{FutureExt, StreamExt};
 use super::logs::LogLine;
 use super::runtime::Runtime;
 use super::state::{PodRuntimeState, reasons};
-use crate::machinery::node_api::{LogRequest, LogStream, NodeLogs};
+use crate::machinery::node_api::{LogRequest, LogStream, NodeLogs, PortForwardRequest};
 
 use super::kubelet::*;
 
@@ -88,6 +89,14 @@ impl<R: Runtime> NodeLogs for KubeletLogs<R> {
             }
         }
         .boxed()
+    }
+
+    fn port_forward(
+        &self,
+        req: PortForwardRequest,
+    ) -> BoxFuture<'static, Result<tokio::net::TcpStream, String>> {
+        let runtime = Arc::clone(&self.runtime);
+        async move { super::portforward::dial(runtime.as_ref(), &req).await }.boxed()
     }
 }
 // ANCHOR_END: logs

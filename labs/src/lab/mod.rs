@@ -9,6 +9,7 @@
 //! time and is pinned by an insta snapshot that the book includes.
 
 pub mod bench;
+pub mod book;
 pub mod docker;
 pub mod kubelet;
 pub mod narration;

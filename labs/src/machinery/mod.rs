@@ -17,6 +17,9 @@
 //! * [`pods`]: owner and pod helpers (`controller_of`, `is_pod_available`).
 //! * [`selector`]: label-selector matching (kube-core's `Selector`).
 //! * [`node_api`]: what the API server asks a kubelet directly (logs).
+//! * [`spdy`]: SPDY/3.1 framing, which `kubectl port-forward` speaks
+//!   (apimachinery's `httpstream/spdy`). Hand-written: no Apache-licensed
+//!   Rust crate speaks it, and the frames are short enough to read.
 //! * [`signal`]: Ctrl-C / SIGTERM.
 //!
 //! The machinery imports nothing else from the labs: every layer above may
@@ -30,5 +33,6 @@ pub mod pods;
 pub mod quantity;
 pub mod selector;
 pub mod signal;
+pub mod spdy;
 pub mod wellknown;
 pub mod workqueue;

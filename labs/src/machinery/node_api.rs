@@ -35,4 +35,28 @@ pub type LogStream = BoxStream<'static, Bytes>;
 /// start: ContainerCreating"), as the kubelet's own errors come back.
 pub trait NodeLogs: Send + Sync + 'static {
     fn logs(&self, req: LogRequest) -> BoxFuture<'static, Result<LogStream, String>>;
+
+    /// `kubectl port-forward`: a connection to `port` of the pod, opened
+    /// from the node (see [`PortForwardRequest`]). An error is the text the
+    /// kubelet writes on the port-forward error stream.
+    fn port_forward(
+        &self,
+        req: PortForwardRequest,
+    ) -> BoxFuture<'static, Result<tokio::net::TcpStream, String>>;
+}
+
+/// One connection of a port-forward. Upstream, the kubelet's streaming
+/// server hands the CRI runtime's `PortForward(sandbox, port, stream)` a
+/// stream for each connection and the runtime connects inside the pod's
+/// network namespace; here the pod's network is its own loopback address,
+/// so the node dials `pod IP:port`. The SPDY or WebSocket framing around
+/// the bytes is the API server's ([`crate::machinery::spdy`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortForwardRequest {
+    pub namespace: String,
+    pub pod: String,
+    /// The pod's UID: which sandbox, should a pod of the same name have
+    /// been recreated meanwhile.
+    pub uid: String,
+    pub port: u16,
 }

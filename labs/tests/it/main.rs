@@ -10,6 +10,7 @@ mod docker_runtime;
 mod kubelet_prestop;
 mod kubelet_process;
 mod kubelet_simulated;
+mod portforward;
 mod process_runtime;
 mod proxy;
 mod service;

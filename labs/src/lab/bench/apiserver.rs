@@ -125,7 +125,7 @@ fn peak_memory_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     // History large enough that no watcher falls out of the window.
     let store = Store::with_history(4 * args.pods + 4 * args.watch_events + 100);
     let api = ApiServer::new(store);
@@ -139,36 +139,40 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let config = kube::Config::new(format!("http://{addr}").parse()?);
     let http = kube::Client::try_from(config)?;
 
-    println!(
+    writeln!(
+        out,
         "labs bench apiserver: {} pods, {} concurrent creates, {} watchers",
         args.pods, args.concurrency, args.watchers
-    );
+    )?;
     create_namespace(&inproc, "bench-inproc").await?;
     create_namespace(&inproc, "bench-http").await?;
     create_namespace(&inproc, "bench-watch").await?;
 
     let w = create_pods(&inproc, "bench-inproc", args.pods, args.concurrency).await?;
-    println!("create (in-process):  {w:>9.0} writes/s");
+    writeln!(out, "create (in-process):  {w:>9.0} writes/s")?;
     let w = create_pods(&http, "bench-http", args.pods, args.concurrency).await?;
-    println!("create (HTTP):        {w:>9.0} writes/s");
+    writeln!(out, "create (HTTP):        {w:>9.0} writes/s")?;
     let l = list_latency(&inproc, "bench-inproc", args.pods, 5).await?;
-    println!(
+    writeln!(
+        out,
         "list {} pods (in-process): {:>7.1} ms (median of 5)",
         args.pods,
         l.as_secs_f64() * 1e3
-    );
+    )?;
     let l = raw_list_latency(&api, "bench-inproc", 5).await?;
-    println!(
+    writeln!(
+        out,
         "list {} pods (server only):  {:>7.1} ms (median of 5; no client decoding)",
         args.pods,
         l.as_secs_f64() * 1e3
-    );
+    )?;
     let l = list_latency(&http, "bench-http", args.pods, 5).await?;
-    println!(
+    writeln!(
+        out,
         "list {} pods (HTTP):       {:>7.1} ms (median of 5)",
         args.pods,
         l.as_secs_f64() * 1e3
-    );
+    )?;
 
     // Watchers: each watches the namespace from the current revision and
     // records when each pod's ADDED arrives; one writer creates the pods.
@@ -228,7 +232,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .copied()
             .unwrap_or_default()
     };
-    println!(
+    writeln!(
+        out,
         "watch: {} watchers x {} events in {:.2} s; delivery p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; missed {missed}",
         args.watchers,
         args.watch_events,
@@ -236,9 +241,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         all.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-    );
+    )?;
     if let Some(kib) = peak_memory_kib() {
-        println!("peak memory (VmHWM): {:.1} MiB", kib as f64 / 1024.0);
+        writeln!(out, "peak memory (VmHWM): {:.1} MiB", kib as f64 / 1024.0)?;
     }
     let _ = stop.send(());
     api.shutdown_watches();

@@ -40,7 +40,7 @@ pub struct BenchArgs {
     pub timeout: u64,
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let api = ApiServer::new(Store::new());
     let counter = Arc::new(RequestCounter::default());
     let manager = ControllerManager::start(
@@ -52,11 +52,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     rss.create(&PostParams::default(), &replica_set("bench", 0))
         .await?;
     wait(&rss, 0, Duration::from_secs(args.timeout)).await?;
-    println!(
+    writeln!(
+        out,
         "ReplicaSet bench: 0 → {n} → 0 pods, in-process API server, {} CPUs",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         n = args.replicas
-    );
+    )?;
 
     for (from, to) in [(0, args.replicas), (args.replicas, 0)] {
         counter.reset();
@@ -76,21 +77,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .await?
             .items
             .len();
-        println!();
-        println!(
+        writeln!(out)?;
+        writeln!(
+            out,
             "scale {from:>6} → {to:<6} converged in {:>6.2} s ({pods} pods exist)",
             elapsed.as_secs_f64()
-        );
-        println!("  API requests by the controllers: {}", counter.total());
+        )?;
+        writeln!(
+            out,
+            "  API requests by the controllers: {}",
+            counter.total()
+        )?;
         for (call, n) in counter.calls() {
-            println!("    {call:<28} {n:>7}");
+            writeln!(out, "    {call:<28} {n:>7}")?;
         }
         let statuses: Vec<String> = counter
             .statuses()
             .iter()
             .map(|(code, n)| format!("{code}: {n}"))
             .collect();
-        println!("  responses: {}", statuses.join(", "));
+        writeln!(out, "  responses: {}", statuses.join(", "))?;
     }
     manager.shutdown().await?;
     Ok(())

@@ -33,7 +33,7 @@ pub struct BenchArgs {
     pub nodes: usize,
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let api = ApiServer::new(Store::new());
     let counter = Arc::new(RequestCounter::default());
     let client = counted_client(&api, Arc::clone(&counter));
@@ -52,14 +52,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ..RolloutArgs::default()
     });
 
-    println!(
+    writeln!(
+        out,
         "bench rollout: {} replicas on {} nodes, maxSurge 25%, maxUnavailable 25%, pods ready at once",
         args.replicas, args.nodes
-    );
+    )?;
     let start = Instant::now();
     deployments.create(&PostParams::default(), &d).await?;
     complete(&deployments, args.replicas, 1).await?;
-    println!("  v1 available:        {:>8.2?}", start.elapsed());
+    writeln!(out, "  v1 available:        {:>8.2?}", start.elapsed())?;
 
     counter.reset();
     let syncs_before = metrics.syncs.load(std::sync::atomic::Ordering::Relaxed);
@@ -73,13 +74,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let took = start.elapsed();
     let syncs = metrics.syncs.load(std::sync::atomic::Ordering::Relaxed) - syncs_before;
     let steps = metrics.steps.load(std::sync::atomic::Ordering::Relaxed) - steps_before;
-    println!("  v1 → v2 rolled out:  {took:>8.2?}  (goal < 10 s)");
-    println!("  deployment syncs:    {syncs:>8}  ({steps} of them scaled a ReplicaSet)");
-    println!("  API calls:           {:>8}", counter.total());
+    writeln!(out, "  v1 → v2 rolled out:  {took:>8.2?}  (goal < 10 s)")?;
+    writeln!(
+        out,
+        "  deployment syncs:    {syncs:>8}  ({steps} of them scaled a ReplicaSet)"
+    )?;
+    writeln!(out, "  API calls:           {:>8}", counter.total())?;
     let mut calls: Vec<(String, u64)> = counter.calls().into_iter().collect();
     calls.sort_by_key(|c| std::cmp::Reverse(c.1));
     for (call, n) in calls.iter().take(10) {
-        println!("    {n:>8}  {call}");
+        writeln!(out, "    {n:>8}  {call}")?;
     }
     nodes.stop().await?;
     manager.shutdown().await?;

@@ -99,7 +99,7 @@ pub struct BenchArgs {
 /// Creates the nodes and the pending pods, then starts the scheduler and
 /// times it until every pod is bound; then the core alone on the same
 /// numbers.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     use futures::{StreamExt, TryStreamExt};
     use kube::api::{Api, ListParams, PostParams};
 
@@ -107,11 +107,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     use crate::scheduler::schedule_one::{DefaultScheduler, Options};
     use crate::store::Store;
 
-    println!(
+    writeln!(
+        out,
         "labs bench scheduler: {} pending pods on {} simulated nodes (100m cpu, 128Mi each;",
         args.pods, args.nodes
-    );
-    println!("nodes of 2, 4 or 8 cpu in 3 zones; pods in ReplicaSets of 10, so spreading counts)");
+    )?;
+    writeln!(
+        out,
+        "nodes of 2, 4 or 8 cpu in 3 zones; pods in ReplicaSets of 10, so spreading counts)"
+    )?;
     // History large enough that the scheduler's watches never fall out of it.
     let api = ApiServer::new(Store::with_history(8 * (args.pods + args.nodes) + 1000));
     let client = api.client();
@@ -154,26 +158,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     shutdown.cancel();
     scheduler.await??;
-    println!(
+    writeln!(
+        out,
         "end to end (in-process API: list+watch, decide, bind, Event): {} pods bound in {:.2} s = {:.0} pods/s",
         args.pods,
         elapsed.as_secs_f64(),
         args.pods as f64 / elapsed.as_secs_f64()
-    );
+    )?;
 
     let (decisions, took) = bench_core(args.nodes, args.pods);
-    println!(
+    writeln!(
+        out,
         "core only (Scheduler::schedule with node sampling, no API): {:.0} decisions/s",
         decisions as f64 / took.as_secs_f64()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "compare: kube-scheduler's scheduler_perf suite (test/integration/scheduler_perf) reports"
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "end-to-end throughput in the low hundreds of pods/s (e.g. SchedulingBasic, 5000 nodes);"
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "that includes a real API server, etcd and the network, so it is an order, not a match."
-    );
+    )?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! behaviour shows up as a diff of what the learner will see. Several also
 //! check that the book's chapter shows the current output.
 
+mod bench;
 mod kubelet;
 mod node_failure;
 mod replicaset;

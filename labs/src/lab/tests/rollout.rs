@@ -157,35 +157,28 @@ async fn deterministic() {
     assert_eq!(table(a.clone()).await, table(a).await);
 }
 
-/// The book's rollout chart is generated: it must be exactly what
-/// `labs rollout --format mermaid` prints. (To update it, run the command
-/// and paste its output into the block after the marker.)
+/// The book's rollout chart is generated: `book/src/generated/
+/// labs-rollout-chart.mmd` must be exactly what `labs rollout --format
+/// mermaid` prints, and the JSON sample what `--format json | head -3` does.
 #[tokio::test(start_paused = true)]
-async fn the_book_chart_is_the_generated_one() {
-    let chapter = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../book/src/deployment.md"
-    ))
-    .unwrap();
-    let marker = "<!-- generated: labs rollout --format mermaid -->\n```mermaid\n";
-    let start = chapter.find(marker).expect("the marker in the chapter") + marker.len();
-    let end = start + chapter[start..].find("```").unwrap();
-    let generated = render(
+async fn the_book_chart_and_json_are_generated() {
+    let chart = render(
         &rollout(&RolloutArgs::default()).await.unwrap(),
         Format::Mermaid,
     );
-    assert_eq!(&chapter[start..end], generated);
+    crate::lab::book::check_generated("labs-rollout-chart.mmd", &chart)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let json = render(&rollout(&args(3, "1", "0")).await.unwrap(), Format::Json);
+    let head: String = json.lines().take(3).map(|l| format!("{l}\n")).collect();
+    crate::lab::book::check_generated("labs-rollout-json.txt", &head)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// The chapter pastes two runs of the lab (the default rollout, and the
-/// broken version then undo); they must be what the lab prints now.
+/// The chapter includes two runs of the lab (the default rollout, and the
+/// broken version then undo) from `book/src/generated/`; they must be what
+/// the lab prints now.
 #[tokio::test(start_paused = true)]
 async fn the_book_shows_the_real_output() {
-    let chapter = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../book/src/deployment.md"
-    ))
-    .unwrap();
     let default = render(
         &rollout(&RolloutArgs::default()).await.unwrap(),
         Format::Table,
@@ -197,16 +190,10 @@ async fn the_book_shows_the_real_output() {
         ..RolloutArgs::default()
     };
     let broken = render(&rollout(&broken).await.unwrap(), Format::Table);
-    for (command, output) in [
-        ("cargo run -p labs -- rollout", default),
-        (
-            "cargo run -p labs -- rollout --fail-new --undo --progress-deadline-seconds 60",
-            broken,
-        ),
+    for (generated, output) in [
+        ("labs-rollout.txt", default),
+        ("labs-rollout-fail-new-undo.txt", broken),
     ] {
-        assert!(
-            chapter.contains(&format!("{command}\n```\n\n```text\n{output}```\n")),
-            "book/src/deployment.md must show the output of `{command}`:\n{output}"
-        );
+        crate::lab::book::check_generated(generated, &output).unwrap_or_else(|e| panic!("{e}"));
     }
 }
