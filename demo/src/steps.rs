@@ -278,8 +278,9 @@ impl Demo {
             .any(|o| o.resource.kind == "ServiceAccount")
         {
             self.n.say(
-                "  (no ServiceAccount here: the lab API server serves none; the pods run without \
-                 one. On GKE it carries Workload Identity.)",
+                "  (no ServiceAccount here: the lab cluster stores them but has no token \
+                 controller or admission to give one a meaning; the pods run without one. On GKE \
+                 it carries Workload Identity.)",
             );
         }
         for o in &objects.settings {

@@ -337,6 +337,7 @@ impl Resource {
             "Event" => v.visit::<core::Event>(),
             "ConfigMap" => v.visit::<core::ConfigMap>(),
             "Secret" => v.visit::<core::Secret>(),
+            "ServiceAccount" => v.visit::<core::ServiceAccount>(),
             "Deployment" => v.visit::<apps::Deployment>(),
             "ReplicaSet" => v.visit::<apps::ReplicaSet>(),
             "Lease" => v.visit::<coordination::Lease>(),
