@@ -20,7 +20,12 @@ use kube::api::{Api, ListParams};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_probe_pod_counts_a_rolling_update_through_its_log() {
     let state = tempfile::tempdir().unwrap();
-    let settings = Settings::default();
+    // A generous progress deadline: this test shares the machine with the
+    // end-to-end runs, and it measures the probe, not the deadline.
+    let settings = Settings {
+        progress_deadline_seconds: 120,
+        ..Settings::default()
+    };
     let local = LocalOptions {
         exe: Some(env!("CARGO_BIN_EXE_demo").into()),
         addresses: Some((
