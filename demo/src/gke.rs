@@ -17,6 +17,16 @@
 //! What the commands assume: a GKE cluster that exists already, with
 //! Workload Identity enabled (Autopilot always has it; on Standard,
 //! `--workload-pool=PROJECT.svc.id.goog`), and `gcloud` logged in.
+//!
+//! Running them is [`cloud`]'s job (check, create, record what was made,
+//! and remove it again); [`registry`] pushes the app's image to Artifact
+//! Registry; [`context`] finds and checks the cluster's kubeconfig context;
+//! [`gcloud`] runs the program.
+
+pub mod cloud;
+pub mod context;
+pub mod gcloud;
+pub mod registry;
 
 /// The Cloud SQL Auth Proxy image, pinned: never a floating tag.
 /// v2.28.0 is the newest release on the project's GitHub releases page
@@ -92,17 +102,68 @@ impl GkeParams {
 pub struct GcloudStep {
     pub purpose: &'static str,
     pub args: Vec<String>,
+    /// A `describe` that succeeds when what the step creates exists
+    /// already; `None` when the command is idempotent by itself (enabling
+    /// an API, adding an IAM binding).
+    pub check: Option<Vec<String>>,
+    /// What to run instead when it exists (the user's password is set
+    /// again, so that it matches the Secret); `None`: nothing.
+    pub when_present: Option<Vec<String>>,
+    /// What `demo down` must remove because this step made it.
+    pub creates: Option<Created>,
+}
+
+/// A cloud resource the demo made, as `demo down` removes it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Created {
+    /// The Cloud SQL instance (its databases and users go with it). The
+    /// one resource billed by the hour.
+    SqlInstance(String),
+    /// The Google service account.
+    ServiceAccount(String),
+    /// The project-level role binding of the service account.
+    ProjectBinding { member: String, role: String },
+    /// The Artifact Registry repository (`name`, `location`).
+    Repository { name: String, location: String },
+}
+
+impl Created {
+    /// The key it is recorded under in the demo's state ConfigMap (a
+    /// ConfigMap key allows only `[-._a-zA-Z0-9]`: the rest becomes `_`).
+    pub fn key(&self) -> String {
+        let raw = match self {
+            Created::SqlInstance(n) => format!("sql-instance.{n}"),
+            Created::ServiceAccount(n) => format!("service-account.{n}"),
+            Created::ProjectBinding { member, role } => format!("binding.{role}.{member}"),
+            Created::Repository { name, location } => format!("repository.{location}.{name}"),
+        };
+        raw.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-._".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
 }
 
 impl GcloudStep {
     /// The command as one line a shell accepts (arguments quoted where
     /// needed).
     pub fn line(&self) -> String {
-        std::iter::once("gcloud".to_string())
-            .chain(self.args.iter().map(|a| shell_quote(a)))
-            .collect::<Vec<_>>()
-            .join(" ")
+        command_line(&self.args)
     }
+}
+
+/// `gcloud ARGS…` as one line a shell accepts.
+pub fn command_line(args: &[String]) -> String {
+    std::iter::once("gcloud".to_string())
+        .chain(args.iter().map(|a| shell_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Quote an argument for a POSIX shell if it needs it.
@@ -119,79 +180,111 @@ fn shell_quote(arg: &str) -> String {
 }
 
 // ANCHOR: gcloud_steps
-/// The Google Cloud side, in order. Each step fails if its object exists
-/// already (gcloud has no "create or keep"); the demo checks first.
+/// The Google Cloud side, in order. Each `create` fails if its object
+/// exists already (gcloud has no "create or keep"), so each comes with the
+/// `describe` the demo runs first.
 pub fn gcloud_steps(p: &GkeParams) -> Vec<GcloudStep> {
     let project = format!("--project={}", p.project);
-    let step = |purpose, args: &[&str]| GcloudStep {
-        purpose,
-        args: args
-            .iter()
+    let with_project = |args: &[&str]| -> Vec<String> {
+        args.iter()
             .map(|s| s.to_string())
             .chain(std::iter::once(project.clone()))
-            .collect(),
+            .collect()
+    };
+    let step = |purpose, args: &[&str]| GcloudStep {
+        purpose,
+        args: with_project(args),
+        check: None,
+        when_present: None,
+        creates: None,
     };
     let gsa = p.google_service_account();
+    let instance = format!("--instance={}", p.instance);
+    let password = format!("--password={}", p.db_password);
+    let gsa_member = format!("serviceAccount:{gsa}");
     vec![
         step(
             "the Cloud SQL Admin API, which the proxy calls for certificates",
             &["services", "enable", "sqladmin.googleapis.com"],
         ),
-        step(
-            "the Cloud SQL for PostgreSQL instance (takes several minutes)",
-            &[
-                "sql",
-                "instances",
-                "create",
-                &p.instance,
-                &format!("--database-version={DATABASE_VERSION}"),
-                "--edition=ENTERPRISE",
-                &format!("--tier={TIER}"),
-                &format!("--region={}", p.region),
-            ],
-        ),
-        step(
-            "the app's database",
-            &[
+        GcloudStep {
+            check: Some(with_project(&["sql", "instances", "describe", &p.instance])),
+            creates: Some(Created::SqlInstance(p.instance.clone())),
+            ..step(
+                "the Cloud SQL for PostgreSQL instance (takes several minutes)",
+                &[
+                    "sql",
+                    "instances",
+                    "create",
+                    &p.instance,
+                    &format!("--database-version={DATABASE_VERSION}"),
+                    "--edition=ENTERPRISE",
+                    &format!("--tier={TIER}"),
+                    &format!("--region={}", p.region),
+                ],
+            )
+        },
+        GcloudStep {
+            check: Some(with_project(&[
                 "sql",
                 "databases",
-                "create",
+                "describe",
                 &p.database,
-                &format!("--instance={}", p.instance),
-            ],
-        ),
-        step(
-            "the database user, with the password the Secret holds",
-            &[
+                &instance,
+            ])),
+            ..step(
+                "the app's database",
+                &["sql", "databases", "create", &p.database, &instance],
+            )
+        },
+        GcloudStep {
+            check: Some(with_project(&[
+                "sql", "users", "describe", DB_USER, &instance,
+            ])),
+            when_present: Some(with_project(&[
                 "sql",
                 "users",
-                "create",
+                "set-password",
                 DB_USER,
-                &format!("--instance={}", p.instance),
-                &format!("--password={}", p.db_password),
-            ],
-        ),
-        step(
-            "the Google service account the pods act as",
-            &[
-                "iam",
-                "service-accounts",
-                "create",
-                GOOGLE_SERVICE_ACCOUNT,
-                "--display-name=workbook app: Cloud SQL client",
-            ],
-        ),
-        step(
-            "which may connect to Cloud SQL instances of the project",
-            &[
-                "projects",
-                "add-iam-policy-binding",
-                &p.project,
-                &format!("--member=serviceAccount:{gsa}"),
-                "--role=roles/cloudsql.client",
-                "--condition=None",
-            ],
-        ),
+                &instance,
+                &password,
+            ])),
+            ..step(
+                "the database user, with the password the Secret holds",
+                &["sql", "users", "create", DB_USER, &instance, &password],
+            )
+        },
+        GcloudStep {
+            check: Some(with_project(&["iam", "service-accounts", "describe", &gsa])),
+            creates: Some(Created::ServiceAccount(gsa.clone())),
+            ..step(
+                "the Google service account the pods act as",
+                &[
+                    "iam",
+                    "service-accounts",
+                    "create",
+                    GOOGLE_SERVICE_ACCOUNT,
+                    "--display-name=workbook app: Cloud SQL client",
+                ],
+            )
+        },
+        GcloudStep {
+            creates: Some(Created::ProjectBinding {
+                member: gsa_member.clone(),
+                role: "roles/cloudsql.client".into(),
+            }),
+            ..step(
+                "which may connect to Cloud SQL instances of the project",
+                &[
+                    "projects",
+                    "add-iam-policy-binding",
+                    &p.project,
+                    &format!("--member={gsa_member}"),
+                    "--role=roles/cloudsql.client",
+                    "--condition=None",
+                ],
+            )
+        },
         step(
             "Workload Identity: the Kubernetes service account may act as it",
             &[

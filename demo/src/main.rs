@@ -16,7 +16,7 @@ use demo::gke::GkeParams;
 use demo::narrate::Narrator;
 use demo::steps::{Demo, RunOptions};
 use demo::targets::local::LocalOptions;
-use demo::targets::{AppVersion, LocalRuntime, Settings, TargetKind};
+use demo::targets::{AppVersion, CloudOptions, LocalRuntime, Settings, TargetKind};
 
 /// The talk's rolling-update demo: build, deploy, roll out under traffic,
 /// watch, look at the history, roll back.
@@ -70,6 +70,15 @@ struct Global {
     /// Leave the local cluster running at the end and print `export KUBECONFIG=…`.
     #[arg(long, global = true)]
     keep: bool,
+    /// kind: the cluster's name (its context is `kind-<name>`).
+    #[arg(long, default_value = demo::kind::DEFAULT_CLUSTER, global = true)]
+    kind_cluster: String,
+    /// kind: create the cluster with the kind CLI when there is none.
+    #[arg(long, global = true)]
+    create: bool,
+    /// GKE: the gcloud program (default: `$WORKBOOK_GCLOUD`, else `gcloud` on the PATH).
+    #[arg(long, global = true, value_name = "PATH")]
+    gcloud: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -165,6 +174,19 @@ fn settings(g: &Global) -> Settings {
     }
 }
 
+/// The kind and GKE targets' own flags.
+fn cloud_options(g: &Global) -> CloudOptions {
+    let mut cloud = CloudOptions {
+        kind_cluster: g.kind_cluster.clone(),
+        create: g.create,
+        ..CloudOptions::default()
+    };
+    if let Some(gcloud) = &g.gcloud {
+        cloud.tools.gcloud = Some(gcloud.clone());
+    }
+    cloud
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Some(Command::App(app)) = cli.command {
@@ -230,7 +252,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         attach: !starts_cluster,
         ..LocalOptions::default()
     };
-    let target = demo::targets::open(&s, local)?;
+    let target = demo::targets::open_with(&s, local, &cloud_options(&g))?;
     let mut demo = Demo::new(target, s.clone(), Narrator::terminal(g.yes, json));
     let keep = g.keep || matches!(command, Command::Up);
     let mut report = serde_json::Value::Null;

@@ -43,7 +43,7 @@ pub const DB_PORT: i32 = 5432;
 /// The proxy's health-check port (`--health-check`).
 pub const PROXY_HEALTH_PORT: i32 = 9090;
 
-fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+pub(crate) fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.into()),
         namespace: namespace.map(str::to_string),
@@ -52,11 +52,11 @@ fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
     }
 }
 
-fn labels() -> BTreeMap<String, String> {
+pub(crate) fn labels() -> BTreeMap<String, String> {
     [("app".to_string(), APP.to_string())].into()
 }
 
-fn value(name: &str, v: &str) -> EnvVar {
+pub(crate) fn value(name: &str, v: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(v.into()),
@@ -64,7 +64,7 @@ fn value(name: &str, v: &str) -> EnvVar {
     }
 }
 
-fn from_secret(name: &str, key: &str) -> EnvVar {
+pub(crate) fn from_secret(name: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
@@ -79,7 +79,7 @@ fn from_secret(name: &str, key: &str) -> EnvVar {
     }
 }
 
-fn from_field(name: &str, path: &str) -> EnvVar {
+pub(crate) fn from_field(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
@@ -93,7 +93,12 @@ fn from_field(name: &str, path: &str) -> EnvVar {
     }
 }
 
-fn http_probe(path: &str, port: IntOrString, period: i32, failure_threshold: i32) -> Probe {
+pub(crate) fn http_probe(
+    path: &str,
+    port: IntOrString,
+    period: i32,
+    failure_threshold: i32,
+) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -106,7 +111,7 @@ fn http_probe(path: &str, port: IntOrString, period: i32, failure_threshold: i32
     }
 }
 
-fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
+pub(crate) fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
     ResourceRequirements {
         requests: Some(
             [
@@ -121,7 +126,7 @@ fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirement
 }
 
 /// Neither container needs to write its image's files or gain privileges.
-fn locked_down() -> SecurityContext {
+pub(crate) fn locked_down() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
@@ -309,9 +314,14 @@ pub fn service_account(p: &GkeParams) -> ServiceAccount {
 // ANCHOR_END: service_account
 
 pub fn namespace(p: &GkeParams) -> Namespace {
+    namespace_named(&p.namespace)
+}
+
+/// The Namespace object called `name`.
+pub fn namespace_named(name: &str) -> Namespace {
     Namespace {
         metadata: ObjectMeta {
-            name: Some(p.namespace.clone()),
+            name: Some(name.into()),
             ..ObjectMeta::default()
         },
         ..Namespace::default()

@@ -12,8 +12,10 @@
 //! On the local target the probe runs in this process and talks to the
 //! Service's cluster IP, where the node's kube-proxy listens
 //! ([`InProcessProbe`]). On kind and GKE the cluster IP is not reachable
-//! from the laptop, so the probe runs as a pod in the cluster instead; both
-//! report through the [`Probe`] trait.
+//! from the laptop, so the probe runs as a pod in the cluster instead
+//! ([`pod::PodProbe`]); both report through the [`Probe`] trait.
+
+pub mod pod;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -52,13 +54,13 @@ pub trait Probe: Send {
 }
 
 #[derive(Default)]
-struct Stats {
+pub(crate) struct Stats {
     report: ProbeReport,
     latencies: Vec<Duration>,
 }
 
 impl Stats {
-    fn record(&mut self, outcome: Outcome) {
+    pub(crate) fn record(&mut self, outcome: Outcome) {
         self.report.requests += 1;
         match outcome {
             Outcome::Answered {
@@ -81,7 +83,7 @@ impl Stats {
         }
     }
 
-    fn report(&self) -> ProbeReport {
+    pub(crate) fn report(&self) -> ProbeReport {
         let mut sorted = self.latencies.clone();
         sorted.sort();
         let ms = |d: Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
@@ -93,7 +95,7 @@ impl Stats {
     }
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Answered {
         version: String,
         latency: Duration,

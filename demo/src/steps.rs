@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -265,7 +265,7 @@ impl Demo {
             .iter()
             .map(|o| match o.resource.kind.as_str() {
                 "ServiceAccount" => format!("kubectl create serviceaccount {APP}"),
-                "Secret" => format!(
+                "Secret" if o.object.metadata.name.as_deref() == Some(DB_SECRET) => format!(
                     "kubectl create secret generic {DB_SECRET} --from-literal=username=… --from-literal=password=… --from-literal=address=…"
                 ),
                 _ => format!("kubectl apply --server-side -f {}.yaml", o.describe().replace('/', "-")),
@@ -278,8 +278,9 @@ impl Demo {
             .any(|o| o.resource.kind == "ServiceAccount")
         {
             self.n.say(
-                "  (no ServiceAccount here: the lab API server serves none; the pods run without \
-                 one. On GKE it carries Workload Identity.)",
+                "  (no ServiceAccount here: the lab cluster stores them but has no token \
+                 controller or admission to give one a meaning; the pods run without one. On GKE \
+                 it carries Workload Identity.)",
             );
         }
         for o in &objects.settings {
@@ -549,15 +550,15 @@ impl Demo {
             );
             return Ok(());
         }
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client()?.clone(), &ns, &o.resource);
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&o.object),
-        )
-        .await
-        .with_context(|| format!("applying {}", o.describe()))?;
+        let mut object = serde_json::to_value(&o.object)?;
+        object["apiVersion"] = o.resource.api_version.clone().into();
+        object["kind"] = o.resource.kind.clone().into();
+        if object.pointer("/metadata/namespace").is_none() {
+            object["metadata"]["namespace"] = ns.into();
+        }
+        crate::apply::apply(self.client()?, &object)
+            .await
+            .with_context(|| format!("applying {}", o.describe()))?;
         self.n.say(format!("  {} serverside-applied", o.describe()));
         Ok(())
     }

@@ -42,9 +42,9 @@ pub struct Workload {
     /// no namespaces: there the pod's own IP (`status.podIP`, from the
     /// downward API) stands in for it.
     pub pod_ip_as_localhost: bool,
-    /// Whether the cluster serves ServiceAccounts. The lab API server does
-    /// not (it has no token controller or admission to give one meaning),
-    /// so locally the pods run without one; kind and GKE have them.
+    /// Whether the pods run as a ServiceAccount. The lab API server stores
+    /// them, but has no token controller or admission to give one a
+    /// meaning, so locally the pods run without one; kind and GKE use them.
     pub service_account: bool,
     /// The database: `(host:port the proxy forwards to, user, password)`;
     /// `None`: the app runs without one (and without the sidecar).

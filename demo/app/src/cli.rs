@@ -13,7 +13,8 @@
 //!
 //! * `proxy`: the stand-in for the Cloud SQL Auth Proxy sidecar;
 //! * `pause`: the pod sandbox process of the Docker runtime;
-//! * `get`: a tiny HTTP client, because a scratch image has no `curl`.
+//! * `get`: a tiny HTTP client, because a scratch image has no `curl`;
+//! * `probe`: the demo's traffic probe, run as a pod on kind and GKE.
 
 use std::net::SocketAddr;
 
@@ -48,6 +49,9 @@ pub enum Command {
     /// GET a URL and print the answer's body, one line per request (a
     /// scratch image has no curl).
     Get(GetArgs),
+    /// Send requests to a URL until SIGTERM, each on a new connection, and
+    /// print one JSON line per answer: the traffic probe as a pod.
+    Probe(ProbeArgs),
 }
 
 /// Serving flags (the default command). Every flag can also come from the
@@ -142,6 +146,16 @@ pub struct GetArgs {
     pub count: u32,
 }
 
+/// `demo-app probe`.
+#[derive(Args, Debug, Clone)]
+pub struct ProbeArgs {
+    /// The URL, `http://HOST[:PORT]/PATH` (the Service's).
+    pub url: String,
+    /// Requests per second.
+    #[arg(long, default_value_t = 20)]
+    pub rps: u32,
+}
+
 /// Runs what the command line asks for, until it is done or told to stop.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -156,6 +170,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Proxy(args)) => crate::proxy::run(args.listen, args.to).await,
         Some(Command::Pause) => crate::pause::run().await,
+        Some(Command::Probe(args)) => {
+            crate::probe::run(&args.url, args.rps, &mut std::io::stdout()).await
+        }
         Some(Command::Get(args)) => {
             crate::get::run(&args.url, args.count, &mut std::io::stdout()).await
         }

@@ -60,7 +60,7 @@ fn one_line(body: &[u8]) -> String {
 }
 
 /// Where to send the request: `http://HOST[:PORT][/PATH]`.
-struct Target {
+pub(crate) struct Target {
     /// `host:port`, for connecting.
     address: String,
     /// The `Host` header: what the server was asked for.
@@ -69,7 +69,7 @@ struct Target {
 }
 
 impl Target {
-    fn parse(url: &str) -> anyhow::Result<Target> {
+    pub(crate) fn parse(url: &str) -> anyhow::Result<Target> {
         let Some(rest) = url.strip_prefix("http://") else {
             anyhow::bail!("{url}: only http:// URLs are supported");
         };
@@ -96,7 +96,7 @@ impl Target {
 
 /// One request on a fresh connection (`Connection: close`: the server ends
 /// the answer by closing, which keeps the reading simple).
-async fn get(target: &Target) -> anyhow::Result<(u16, Vec<u8>)> {
+pub(crate) async fn get(target: &Target) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect(&target.address)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", target.address))?;

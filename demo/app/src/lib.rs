@@ -33,7 +33,8 @@
 //! The same binary holds the other small programs a pod of the workbook
 //! needs, so one `FROM scratch` image is enough for all of them:
 //! [`proxy`] (the database proxy sidecar), [`pause`] (the pod sandbox of the
-//! Docker runtime) and [`get`] (an HTTP client, since scratch has no curl).
+//! Docker runtime), [`get`] (an HTTP client, since scratch has no curl) and
+//! [`probe`] (the demo's traffic probe, as a pod).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,6 +54,7 @@ pub mod db;
 pub mod get;
 pub mod pause;
 pub mod postgres;
+pub mod probe;
 pub mod proxy;
 
 use db::{Database, DbSettings, Visits};

@@ -349,25 +349,7 @@ impl Target for LocalTarget {
             LocalRuntime::Process => {}
             LocalRuntime::Docker => {
                 let docker = labs::images::connect().await?;
-                let spinner = n.spinner(format!("docker build {image}"));
-                let mut log = Vec::new();
-                let binary = labs::images::static_binary(&mut log)?;
-                let built = labs::images::build(
-                    &docker,
-                    &labs::images::ImageSpec::app(version),
-                    &binary,
-                    &mut log,
-                )
-                .await
-                .with_context(|| format!("the image build failed: {image}"));
-                spinner.finish_and_clear();
-                let built = built?;
-                n.say(format!(
-                    "  built {image}: {} steps, {} from the cache, {:.1} s",
-                    built.steps,
-                    built.cached_steps,
-                    built.elapsed.as_secs_f64()
-                ));
+                super::build_app_image(&docker, version, n).await?;
             }
         }
         Ok(image)

@@ -25,9 +25,12 @@
 //! and some of what a target awaits (bollard builds writing to a
 //! `&mut dyn Write`) is not `Send`.
 
+pub mod gke;
+pub mod kind;
 pub mod local;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -226,19 +229,87 @@ pub trait Target: Send {
     async fn finish(self: Box<Self>, keep: bool, n: &mut Narrator) -> anyhow::Result<()>;
 }
 
-/// The target for `settings.target`. kind and GKE come with their own
-/// modules (`kind.rs`, `gke/`); until they are wired in, they say so.
-pub fn open(settings: &Settings, local: local::LocalOptions) -> anyhow::Result<Box<dyn Target>> {
-    match settings.target {
-        TargetKind::Local => Ok(Box::new(local::LocalTarget::new(settings, local))),
-        TargetKind::Kind | TargetKind::Gke => anyhow::bail!(
-            "--target {}: not wired into the step machine yet (use --target local)",
-            match settings.target {
-                TargetKind::Kind => "kind",
-                _ => "gke",
-            }
-        ),
+/// What the kind and GKE targets need beyond [`Settings`]: their own
+/// flags (`--kind-cluster`, `--create`, `--gcloud`, `--instance`, …).
+#[derive(Clone, Debug)]
+pub struct CloudOptions {
+    /// The kind cluster's name (context `kind-<name>`).
+    pub kind_cluster: String,
+    /// kind: create the cluster with the kind CLI when it does not exist.
+    pub create: bool,
+    /// Where `gcloud`, `kind` and the GKE auth plugin are found.
+    pub tools: crate::tools::Tools,
+    /// The kubeconfig (default: as kubectl finds it).
+    pub kubeconfig: Option<PathBuf>,
+    /// GKE: the Cloud SQL instance.
+    pub instance: String,
+    /// The database's name (Cloud SQL, or PostgreSQL on kind).
+    pub database: String,
+    /// GKE: the Artifact Registry repository.
+    pub repository: String,
+}
+
+impl Default for CloudOptions {
+    fn default() -> Self {
+        CloudOptions {
+            kind_cluster: crate::kind::DEFAULT_CLUSTER.into(),
+            create: false,
+            tools: crate::tools::Tools::from_env(),
+            kubeconfig: None,
+            instance: "workbook-db".into(),
+            database: "app".into(),
+            repository: crate::gke::registry::DEFAULT_REPOSITORY.into(),
+        }
     }
+}
+
+/// The target for `settings.target`, the cloud targets with their default
+/// options.
+pub fn open(settings: &Settings, local: local::LocalOptions) -> anyhow::Result<Box<dyn Target>> {
+    open_with(settings, local, &CloudOptions::default())
+}
+
+/// The target for `settings.target`.
+pub fn open_with(
+    settings: &Settings,
+    local: local::LocalOptions,
+    cloud: &CloudOptions,
+) -> anyhow::Result<Box<dyn Target>> {
+    Ok(match settings.target {
+        TargetKind::Local => Box::new(local::LocalTarget::new(settings, local)),
+        TargetKind::Kind => Box::new(kind::KindTarget::new(settings, cloud)),
+        TargetKind::Gke => Box::new(gke::GkeTarget::new(settings, cloud)),
+    })
+}
+
+/// `docker build` of `workbook/demo-app:VERSION` with bollard (a static
+/// binary in a scratch image): what every target that runs real containers
+/// needs first — local with `--runtime docker`, kind before it loads the
+/// image into its nodes, GKE before it pushes it to Artifact Registry.
+pub(crate) async fn build_app_image(
+    docker: &bollard::Docker,
+    version: &str,
+    n: &mut Narrator,
+) -> anyhow::Result<String> {
+    let spec = labs::images::ImageSpec::app(version);
+    let image = format!("{}:{version}", labs::images::APP_REPOSITORY);
+    let spinner = n.spinner(format!("docker build {image}"));
+    let mut log = Vec::new();
+    let built = async {
+        let binary = labs::images::static_binary(&mut log)?;
+        labs::images::build(docker, &spec, &binary, &mut log).await
+    }
+    .await
+    .map_err(|e| e.context(format!("the image build failed: {image}")));
+    spinner.finish_and_clear();
+    let built = built?;
+    n.say(format!(
+        "  built {image}: {} steps, {} from the cache, {:.1} s",
+        built.steps,
+        built.cached_steps,
+        built.elapsed.as_secs_f64()
+    ));
+    Ok(image)
 }
 
 /// A client for an existing cluster: the kubeconfig's `context` (or its

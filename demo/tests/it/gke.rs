@@ -4,8 +4,6 @@
 //! pieces fit together (the names the Deployment uses are the ones the other
 //! objects and the commands create).
 
-use std::path::PathBuf;
-
 use demo::gke::{CLOUD_SQL_PROXY_IMAGE, GkeParams, gcloud_commands, gcloud_steps};
 use demo::manifests::manifests_yaml;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -26,25 +24,13 @@ fn book_params() -> GkeParams {
     }
 }
 
-/// The book's copy of a generated text must equal `text`. With
-/// `UPDATE_GENERATED=1` the test writes it instead (then review the diff).
-fn check_generated(name: &str, text: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../book/src/generated")
-        .join(name);
-    let current = std::fs::read_to_string(&path).unwrap_or_default();
-    if current == text {
-        return;
+/// The book's copy of a generated text must equal `text`
+/// ([`labs::lab::book::check_generated`]: `UPDATE_GENERATED=1` writes it
+/// instead, then review the diff).
+pub(crate) fn check_generated(name: &str, text: &str) {
+    if let Err(e) = labs::lab::book::check_generated(name, text) {
+        panic!("{e}");
     }
-    if std::env::var_os("UPDATE_GENERATED").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        return;
-    }
-    panic!(
-        "book/src/generated/{name} differs from what the demo generates; \
-         run `UPDATE_GENERATED=1 cargo test -p demo --test it` and review the diff"
-    );
 }
 
 #[test]

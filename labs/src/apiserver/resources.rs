@@ -175,6 +175,8 @@ pub static RESOURCES: &[Resource] = &[
     },
     // The identities pods run as: `default` in every namespace (the
     // service-account controller creates it), and any the user creates.
+    // (On GKE with Workload Identity an annotation also makes one a Google
+    // Cloud identity.) This server issues no tokens for them.
     Resource {
         group: "",
         version: "v1",
