@@ -96,7 +96,7 @@ async fn gke_down_through_the_step_machine_removes_what_was_recorded() {
         format!("demo: {image}"),
         "rollout history shows the GKE image"
     );
-    assert_eq!(d.spec.unwrap().progress_deadline_seconds, Some(20));
+    assert_eq!(d.spec.unwrap().progress_deadline_seconds, Some(60));
     for created in [
         Created::SqlInstance("workbook-db".into()),
         Created::ServiceAccount("web-sql@my-proj.iam.gserviceaccount.com".into()),
