@@ -382,17 +382,22 @@ impl Demo {
             return Ok(Vec::new());
         }
         let revisions = rollout::history(self.client()?, &self.settings.namespace, APP).await?;
+        // kubectl's own table, then what it does not print: which
+        // ReplicaSet (kept at zero replicas) holds each revision.
         self.n.say(format!("  deployment.apps/{APP}"));
-        self.n.say(format!(
-            "  {:<9} {:<24} {:<8} CHANGE-CAUSE",
-            "REVISION", "REPLICASET", "VERSION"
-        ));
+        self.n.say("  REVISION  CHANGE-CAUSE".to_string());
         for r in &revisions {
-            self.n.say(format!(
-                "  {:<9} {:<24} {:<8} {}",
-                r.revision, r.replica_set, r.version, r.change_cause
-            ));
+            self.n
+                .say(format!("  {:<9} {}", r.revision, r.change_cause));
         }
+        let holders: Vec<String> = revisions
+            .iter()
+            .map(|r| format!("{} = {} ({})", r.revision, r.replica_set, r.version))
+            .collect();
+        self.n.say(format!(
+            "  Each revision is a ReplicaSet: {}.",
+            holders.join(", ")
+        ));
         Ok(revisions)
     }
 
