@@ -385,7 +385,7 @@ impl Demo {
         // kubectl's own table, then what it does not print: which
         // ReplicaSet (kept at zero replicas) holds each revision.
         self.n.say(format!("  deployment.apps/{APP}"));
-        self.n.say("  REVISION  CHANGE-CAUSE".to_string());
+        self.n.say("  REVISION  CHANGE-CAUSE");
         for r in &revisions {
             self.n
                 .say(format!("  {:<9} {}", r.revision, r.change_cause));
