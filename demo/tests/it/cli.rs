@@ -128,3 +128,16 @@ fn docker_not_reachable_is_one_line() {
         "Docker engine address unix:///nonexistent/docker.sock",
     );
 }
+
+/// A build the engine refuses (here: a tag Docker cannot parse) ends the
+/// demo with the engine's reason in one line, not a backtrace. Real engine.
+#[test]
+fn an_image_build_failure_is_one_line() {
+    if std::env::var_os("WORKBOOK_SKIP_DOCKER").is_some() {
+        return;
+    }
+    let out = demo(&["build", "--runtime", "docker", "--version", "V2:Bad"]);
+    one_line_error(&out, "the image build failed: workbook/demo-app:V2:Bad");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid reference format"), "{stderr}");
+}
