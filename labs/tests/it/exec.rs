@@ -537,7 +537,7 @@ async fn a_terminal_through_kube_rs_and_raw_frames() {
 // ANCHOR_END: tty_test
 
 /// Read until `want` shows up (30 s at most); all that was read.
-async fn read_until(r: &mut (impl AsyncReadExt + Unpin), want: &str) -> String {
+pub(crate) async fn read_until(r: &mut (impl AsyncReadExt + Unpin), want: &str) -> String {
     let mut seen = String::new();
     let mut buf = [0u8; 4096];
     let read = async {
