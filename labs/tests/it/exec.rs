@@ -2,7 +2,9 @@
 //! and a kubelet with the process runtime, through the real kubectl — and
 //! the same stream protocol through kube-rs's `Api::<Pod>::exec`/`attach`,
 //! a second, independent client, down to its channel bytes (v5's close,
-//! resize, the status channel). Loopback only; every child is stopped.
+//! resize, the status channel). `kubectl exec -it` runs on a
+//! pseudo-terminal the test opens for it, so kubectl has a terminal to put
+//! in raw mode. Loopback only; every child is stopped.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -185,7 +187,7 @@ async fn kubectl_with(
 
 // ANCHOR: kubectl_exec_test
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_exec_cp_and_attach_on_the_process_runtime() {
+async fn kubectl_exec_and_cp_on_the_process_runtime() {
     let s = Setup::start().await;
 
     // Output, the container's environment, the exit code.
@@ -535,6 +537,50 @@ async fn a_terminal_through_kube_rs_and_raw_frames() {
     s.stop().await;
 }
 // ANCHOR_END: tty_test
+
+/// The real `kubectl exec -it`, given a terminal of its own: the test
+/// opens a pseudo-terminal of 40 rows × 120 columns and runs kubectl on it,
+/// as a shell runs it in a terminal window. kubectl sees a terminal, puts it
+/// in raw mode, sends its size on channel 4 and every keystroke on channel
+/// 0; the shell in the pod answers on a terminal of the same size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_it_on_a_terminal() {
+    let s = Setup::start().await;
+    let (pty, pts) = pty_process::open().unwrap();
+    pty.resize(pty_process::Size::new(40, 120)).unwrap();
+    let mut kubectl = pty_process::Command::new(crate::kubectl())
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .arg("--cache-dir")
+        .arg(s.dir.path().join("cache"))
+        .args(["exec", "-it", "web", "--", "/bin/sh"])
+        .env_remove("KUBECONFIG")
+        .kill_on_drop(true)
+        .spawn(pts)
+        .unwrap();
+    let (mut screen, mut keyboard) = pty.into_split();
+    keyboard.write_all(b"tty\r").await.unwrap();
+    read_until(&mut screen, "/dev/pts/").await;
+    // kubectl sends its size and the first keystrokes concurrently: ask
+    // until the shell sees the size.
+    let mut seen = String::new();
+    for _ in 0..30 {
+        keyboard.write_all(b"stty size\r").await.unwrap();
+        seen += &read_for(&mut screen, Duration::from_secs(1)).await;
+        if seen.contains("40 120") {
+            break;
+        }
+    }
+    assert!(seen.contains("40 120"), "{seen:?}");
+    keyboard.write_all(b"exit 4\r").await.unwrap();
+    read_until(&mut screen, "command terminated with exit code 4").await;
+    let status = tokio::time::timeout(Duration::from_secs(30), kubectl.wait())
+        .await
+        .expect("kubectl exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(4));
+    s.stop().await;
+}
 
 /// Read until `want` shows up (30 s at most); all that was read.
 pub(crate) async fn read_until(r: &mut (impl AsyncReadExt + Unpin), want: &str) -> String {
