@@ -179,6 +179,10 @@ pub struct Answer {
 }
 
 async fn root(State(app): State<App>) -> (StatusCode, Json<Answer>) {
+    // One line per request, so `kubectl logs -f` and `kubectl attach` show
+    // traffic arriving. The probes' paths are not logged: the kubelet calls
+    // them every few seconds, and they would drown everything else.
+    tracing::info!(pod = %app.info.pod, "GET /");
     let info = app.info.clone();
     let Some(db) = &app.database else {
         let database = "no database".to_string();

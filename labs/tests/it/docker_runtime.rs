@@ -528,7 +528,7 @@ async fn kubectl_exec_is_a_docker_exec() {
     let c = TestCluster::start(docker.clone(), &scope, third).await;
     let f = c.file(
         "one.yaml",
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: one\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: app\n    image: workbook/demo-app:v1\n",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: one\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: app\n    image: workbook/demo-app:v1\n    ports:\n    - containerPort: 8080\n",
     );
     c.kubectl(&["apply", "-f", f.to_str().unwrap()]).await;
     let pods = c.pods();
@@ -562,5 +562,44 @@ async fn kubectl_exec_is_a_docker_exec() {
         "{:?} {err}",
         out.status
     );
+
+    // `kubectl attach` is a `docker attach`: the app's log line for a
+    // request sent while attached (the app logs to stderr, and kubectl
+    // writes the container's stderr to its own).
+    let ip = pods
+        .get("one")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .pod_ip
+        .unwrap();
+    let mut attach = tokio::process::Command::new(crate::kubectl())
+        .arg("--kubeconfig")
+        .arg(c.dir.path().join("kubeconfig"))
+        .args(["attach", "one", "-c", "app"])
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut err = attach.stderr.take().unwrap();
+    let poke = async {
+        loop {
+            let _ = reqwest::get(format!("http://{ip}:8080/")).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let seen = tokio::select! {
+        seen = crate::exec::read_until(&mut err, "GET /") => seen,
+        _ = poke => unreachable!(),
+    };
+    assert!(
+        !seen.contains("demo-app listening"),
+        "only what comes after attaching: {seen}"
+    );
+    attach.kill().await.unwrap();
     c.shutdown().await;
 }

@@ -2,7 +2,9 @@
 //! and a kubelet with the process runtime, through the real kubectl — and
 //! the same stream protocol through kube-rs's `Api::<Pod>::exec`/`attach`,
 //! a second, independent client, down to its channel bytes (v5's close,
-//! resize, the status channel). Loopback only; every child is stopped.
+//! resize, the status channel). `kubectl exec -it` runs on a
+//! pseudo-terminal the test opens for it, so kubectl has a terminal to put
+//! in raw mode. Loopback only; every child is stopped.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -28,6 +30,8 @@ struct Setup {
     kubelet: Option<Kubelet>,
     runtime: Arc<ProcessRuntime>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The app's port on the pod's address.
+    port: u16,
 }
 
 impl Setup {
@@ -58,6 +62,11 @@ impl Setup {
         config.relist_period = Duration::from_millis(200);
         let kubelet = Kubelet::start(api.client(), Arc::clone(&runtime), config, Clock::cluster());
         api.register_kubelet("node-1", kubelet.logs());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let setup = Setup {
             api,
             addr,
@@ -65,12 +74,8 @@ impl Setup {
             kubelet: Some(kubelet),
             runtime,
             stop: Some(stop),
+            port,
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let pod: Pod = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "web"},
@@ -182,7 +187,7 @@ async fn kubectl_with(
 
 // ANCHOR: kubectl_exec_test
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_exec_cp_and_attach_on_the_process_runtime() {
+async fn kubectl_exec_and_cp_on_the_process_runtime() {
     let s = Setup::start().await;
 
     // Output, the container's environment, the exit code.
@@ -432,3 +437,262 @@ async fn channel_bytes_on_the_wire() {
     s.stop().await;
 }
 // ANCHOR_END: raw_frames_test
+
+// ANCHOR: tty_test
+/// `kubectl exec -it` without a terminal to drive kubectl from: the same
+/// requests through kube-rs (`AttachParams::interactive_tty()`) and as raw
+/// frames. The command gets a terminal (`tty` names a `/dev/pts/N`), the
+/// size the client sends on channel 4 (`stty size`), one output stream,
+/// and its exit code on channel 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_through_kube_rs_and_raw_frames() {
+    use kube::api::TerminalSize;
+    let s = Setup::start().await;
+    let pods = s.http_pods();
+    let mut p = pods
+        .exec("web", ["/bin/sh"], &AttachParams::interactive_tty())
+        .await
+        .unwrap();
+    assert!(p.stderr().is_none(), "a terminal has one output stream");
+    let mut size = p.terminal_size().unwrap();
+    let mut stdin = p.stdin().unwrap();
+    let mut stdout = p.stdout().unwrap();
+    let status = p.take_status().unwrap();
+    size.send(TerminalSize {
+        width: 100,
+        height: 30,
+    })
+    .await
+    .unwrap();
+    stdin.write_all(b"tty\n").await.unwrap();
+    let seen = read_until(&mut stdout, "/dev/pts/").await;
+    assert!(seen.contains("tty"), "the terminal echoes: {seen:?}");
+    // kube-rs sends the size and the keystrokes from one task in no fixed
+    // order: ask until the answer shows the size.
+    let mut seen = String::new();
+    for _ in 0..30 {
+        stdin.write_all(b"stty size\n").await.unwrap();
+        seen += &read_for(&mut stdout, Duration::from_secs(1)).await;
+        if seen.contains("30 100") {
+            break;
+        }
+    }
+    assert!(seen.contains("30 100"), "{seen:?}");
+    stdin.write_all(b"exit 5\n").await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), status)
+        .await
+        .expect("a status")
+        .unwrap();
+    assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));
+    let cause = &status.details.unwrap().causes.unwrap()[0];
+    assert_eq!(cause.message.as_deref(), Some("5"));
+
+    // The same as frames: resize on channel 4 before the keystrokes on 0.
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "ws://{}/api/v1/namespaces/default/pods/web/exec?command=/bin/sh&stdin=true&stdout=true&tty=true",
+        s.addr
+    );
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v5.channel.k8s.io".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::binary(
+        b"\x04{\"Width\":132,\"Height\":43}".to_vec(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::binary(b"\x00stty size; exit 7\n".to_vec()))
+        .await
+        .unwrap();
+    let mut frames = Vec::new();
+    let read = async {
+        while let Some(Ok(msg)) = ws.next().await {
+            match msg {
+                Message::Binary(b) => frames.push(b.to_vec()),
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the shell exits");
+    let (status, output) = frames.split_last().unwrap();
+    let out: Vec<u8> = output
+        .iter()
+        .flat_map(|f| {
+            assert_eq!(f[0], 1, "a terminal writes only to stdout's channel");
+            f[1..].to_vec()
+        })
+        .collect();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("43 132\r\n"), "{out:?}");
+    assert_eq!(status[0], 3);
+    let status: serde_json::Value = serde_json::from_slice(&status[1..]).unwrap();
+    assert_eq!(status["details"]["causes"][0]["message"], "7");
+    s.stop().await;
+}
+// ANCHOR_END: tty_test
+
+/// The real `kubectl exec -it`, given a terminal of its own: the test
+/// opens a pseudo-terminal of 40 rows × 120 columns and runs kubectl on it,
+/// as a shell runs it in a terminal window. kubectl sees a terminal, puts it
+/// in raw mode, sends its size on channel 4 and every keystroke on channel
+/// 0; the shell in the pod answers on a terminal of the same size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_it_on_a_terminal() {
+    let s = Setup::start().await;
+    let (pty, pts) = pty_process::open().unwrap();
+    pty.resize(pty_process::Size::new(40, 120)).unwrap();
+    let mut kubectl = pty_process::Command::new(crate::kubectl())
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .arg("--cache-dir")
+        .arg(s.dir.path().join("cache"))
+        .args(["exec", "-it", "web", "--", "/bin/sh"])
+        .env_remove("KUBECONFIG")
+        .kill_on_drop(true)
+        .spawn(pts)
+        .unwrap();
+    let (mut screen, mut keyboard) = pty.into_split();
+    keyboard.write_all(b"tty\r").await.unwrap();
+    read_until(&mut screen, "/dev/pts/").await;
+    // kubectl sends its size and the first keystrokes concurrently: ask
+    // until the shell sees the size.
+    let mut seen = String::new();
+    for _ in 0..30 {
+        keyboard.write_all(b"stty size\r").await.unwrap();
+        seen += &read_for(&mut screen, Duration::from_secs(1)).await;
+        if seen.contains("40 120") {
+            break;
+        }
+    }
+    assert!(seen.contains("40 120"), "{seen:?}");
+    keyboard.write_all(b"exit 4\r").await.unwrap();
+    read_until(&mut screen, "command terminated with exit code 4").await;
+    let status = tokio::time::timeout(Duration::from_secs(30), kubectl.wait())
+        .await
+        .expect("kubectl exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(4));
+    s.stop().await;
+}
+
+/// Read until `want` shows up (30 s at most); all that was read.
+pub(crate) async fn read_until(r: &mut (impl AsyncReadExt + Unpin), want: &str) -> String {
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        while !seen.contains(want) {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(30), read).await;
+    assert!(seen.contains(want), "no {want:?} within 30 s: {seen:?}");
+    seen
+}
+
+/// What arrives within `period`.
+async fn read_for(r: &mut (impl AsyncReadExt + Unpin), period: Duration) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(period, async {
+        while let Ok(n @ 1..) = r.read(&mut buf).await {
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+// ANCHOR: attach_test
+/// `kubectl attach`: the container's own output from the moment of
+/// attaching — here the line the demo-app logs for each `GET /`, sent to
+/// the pod's address while attached — through the real kubectl and through
+/// kube-rs's `Api::<Pod>::attach`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_through_kubectl_and_kube_rs() {
+    let s = Setup::start().await;
+    let ip = s
+        .pods()
+        .get("web")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .pod_ip
+        .unwrap();
+    let url = format!("http://{ip}:{}/", s.port);
+    // Requests to the pod until the attached client shows one.
+    let poke = |url: String| async move {
+        loop {
+            let _ = reqwest::get(&url).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+
+    let mut kubectl = tokio::process::Command::new(crate::kubectl())
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .arg("--cache-dir")
+        .arg(s.dir.path().join("cache"))
+        .args(["attach", "web", "-c", "app"])
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run kubectl");
+    // The app logs to its stderr, and kubectl writes the container's
+    // stderr to its own.
+    let mut err = kubectl.stderr.take().unwrap();
+    let seen = tokio::select! {
+        seen = read_until(&mut err, "GET /") => seen,
+        _ = poke(url.clone()) => unreachable!(),
+    };
+    assert!(
+        !seen.contains("demo-app listening"),
+        "only what comes after attaching: {seen}"
+    );
+    kubectl.kill().await.unwrap();
+
+    let mut p = s
+        .http_pods()
+        .attach(
+            "web",
+            &AttachParams::default()
+                .container("app")
+                .stdout(true)
+                .stderr(true),
+        )
+        .await
+        .unwrap();
+    let (mut stdout, mut stderr) = (p.stdout().unwrap(), p.stderr().unwrap());
+    let seen = tokio::select! {
+        seen = read_until(&mut stderr, "GET /") => seen,
+        _ = poke(url) => unreachable!(),
+    };
+    assert!(seen.contains("INFO demo_app: GET / pod=web"), "{seen}");
+    // Keep reading, so the app's last lines do not fill kube-rs's buffers.
+    tokio::spawn(async move { tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await });
+    tokio::spawn(async move { tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await });
+    // The container exits (the pod is deleted): the attach ends with it,
+    // successfully, after the app's last words.
+    let status = p.take_status().unwrap();
+    s.pods().delete("web", &Default::default()).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), status)
+        .await
+        .expect("the attach ended with the container")
+        .unwrap();
+    assert_eq!(status.status.as_deref(), Some("Success"));
+    s.stop().await;
+}
+// ANCHOR_END: attach_test

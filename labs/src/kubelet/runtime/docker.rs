@@ -40,7 +40,8 @@
 //! `kubectl exec` is a real `docker exec` ([`DockerRuntime::exec`]); the
 //! workload's image is `FROM scratch`, so there is no shell and no `tar` in
 //! it: `kubectl exec POD -- /demo-app --version` works, `sh` cannot start
-//! (exit code 126/127), and `kubectl cp` fails as on any image without tar. `kubectl attach` is not served on this runtime.
+//! (exit code 126/127), and `kubectl cp` fails as on any image without tar.
+//! `kubectl attach` is a `docker attach` ([`DockerRuntime::attach`]).
 //!
 //! What dockershim did and this leaves out: per-container log files under
 //! `/var/log/pods` (we read logs through the Docker API), security contexts,
@@ -61,8 +62,9 @@ use bollard::models::{
     HostConfig, PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    AttachContainerOptions, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -608,6 +610,12 @@ impl Runtime for DockerRuntime {
             cmd: c.args.clone(),
             env: Some(env),
             working_dir: c.working_dir.clone(),
+            // `stdin: true` in the pod spec keeps the container's stdin
+            // open for `kubectl attach -i` (`stdinOnce`: closed after the
+            // first client leaves), as dockershim mapped them.
+            open_stdin: c.stdin,
+            attach_stdin: c.stdin,
+            stdin_once: c.stdin_once,
             labels: Some(labels),
             host_config: Some(HostConfig {
                 // Join the pause container's network namespace: the pod's
@@ -767,44 +775,11 @@ impl Runtime for DockerRuntime {
             )
             .await
             .map_err(|e| failed("cannot exec", e))?;
-        let StartExecResults::Attached {
-            mut output,
-            mut input,
-        } = started
-        else {
+        let StartExecResults::Attached { output, input } = started else {
             return Err(RuntimeError::Failed("the exec started detached".into()));
         };
-        let (out_tx, out_rx) = mpsc::channel::<Bytes>(16);
-        let (err_tx, err_rx) = mpsc::channel::<Bytes>(16);
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            while let Some(Ok(frame)) = output.next().await {
-                let sent = match frame {
-                    LogOutput::StdErr { message } => err_tx.send(message).await,
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        out_tx.send(message).await
-                    }
-                    LogOutput::StdIn { .. } => Ok(()),
-                };
-                if sent.is_err() {
-                    break;
-                }
-            }
-            let _ = done_tx.send(());
-        });
-        let stdin = options.stdin.then(|| {
-            let (tx, mut rx) = mpsc::channel::<Bytes>(16);
-            tokio::spawn(async move {
-                while let Some(data) = rx.recv().await {
-                    if input.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
-                // Half-close: the command reads EOF.
-                let _ = input.shutdown().await;
-            });
-            tx
-        });
+        let (out_rx, err_rx, done_rx) = demultiplex(output);
+        let stdin = options.stdin.then(|| write_stdin(input));
         let resize = options.tty.then(|| {
             let (tx, mut rx) = mpsc::channel::<TerminalSize>(4);
             let (docker, exec_id) = (self.docker.clone(), exec.id.clone());
@@ -847,6 +822,59 @@ impl Runtime for DockerRuntime {
         })
     }
     // ANCHOR_END: docker_exec
+
+    // ANCHOR: docker_attach
+    /// `kubectl attach` on Docker: `docker attach` through the Engine API
+    /// (`POST /containers/{id}/attach?stream=1`, without `logs`, so only
+    /// what the container writes from now on). The container's output is
+    /// always there to attach to. Its stdin is only if the pod asked for
+    /// one (`stdin: true` in the container's spec, Docker's `OpenStdin`):
+    /// otherwise the client's input is dropped, as containerd drops it.
+    /// The stream ends when the container exits.
+    async fn attach(
+        &self,
+        id: &ContainerId,
+        options: StreamOptions,
+    ) -> Result<ExecSession, RuntimeError> {
+        let inspect = self
+            .docker
+            .inspect_container(docker_id(id), None)
+            .await
+            .map_err(|e| failed("cannot attach", e))?;
+        let open_stdin = inspect.config.and_then(|c| c.open_stdin).unwrap_or(false);
+        let stdin = options.stdin && open_stdin;
+        let attached = self
+            .docker
+            .attach_container(
+                docker_id(id),
+                Some(AttachContainerOptions {
+                    stream: true,
+                    logs: false,
+                    stdin,
+                    stdout: options.stdout,
+                    stderr: options.stderr,
+                    detach_keys: None,
+                }),
+            )
+            .await
+            .map_err(|e| failed("cannot attach", e))?;
+        let (out_rx, err_rx, done_rx) = demultiplex(attached.output);
+        Ok(ExecSession {
+            stdin: stdin.then(|| write_stdin(attached.input)),
+            stdout: options.stdout.then_some(out_rx),
+            stderr: options.stderr.then_some(err_rx),
+            resize: None,
+            outcome: async move {
+                let _ = done_rx.await;
+                Outcome::Exited {
+                    code: 0,
+                    command: Vec::new(),
+                }
+            }
+            .boxed(),
+        })
+    }
+    // ANCHOR_END: docker_attach
 
     // ANCHOR: exec_sync
     /// `docker exec`: a second process in the container's namespaces, its
@@ -902,6 +930,54 @@ impl Runtime for DockerRuntime {
         }
     }
     // ANCHOR_END: exec_sync
+}
+
+/// Docker's multiplexed stream (an 8-byte header per frame naming stdout
+/// or stderr; a TTY's output has no header, one "console" stream) split
+/// into the two channels; `done` fires when it ends.
+fn demultiplex(
+    mut output: impl futures::Stream<Item = Result<LogOutput, DockerError>> + Send + Unpin + 'static,
+) -> (
+    mpsc::Receiver<Bytes>,
+    mpsc::Receiver<Bytes>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(16);
+    let (err_tx, err_rx) = mpsc::channel::<Bytes>(16);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = output.next().await {
+            let sent = match frame {
+                LogOutput::StdErr { message } => err_tx.send(message).await,
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    out_tx.send(message).await
+                }
+                LogOutput::StdIn { .. } => Ok(()),
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+        let _ = done_tx.send(());
+    });
+    (out_rx, err_rx, done_rx)
+}
+
+/// The client's stdin into the hijacked connection; at its end a
+/// half-close, so the process reads EOF.
+fn write_stdin(
+    mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+) -> mpsc::Sender<Bytes> {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        while let Some(data) = rx.recv().await {
+            if input.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+        let _ = input.shutdown().await;
+    });
+    tx
 }
 
 #[cfg(test)]

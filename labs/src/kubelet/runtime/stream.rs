@@ -14,13 +14,14 @@ use std::io::ErrorKind;
 use std::process::Stdio;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWriteExt};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use crate::kubelet::logs::{LogLine, LogStream};
-use crate::machinery::remotecommand::{ExecSession, Outcome, StreamOptions};
+use crate::machinery::remotecommand::{ExecSession, Outcome, StreamOptions, TerminalSize};
 
 /// A command to run for `kubectl exec`, with the container's environment
 /// and working directory.
@@ -63,15 +64,18 @@ fn forward(pipe: impl AsyncRead + Send + Unpin + 'static, tx: mpsc::Sender<Bytes
 }
 
 // ANCHOR: host_exec
-/// Start `exec` as a child process and connect its pipes. Without a
-/// terminal to give it (`tty`), its stderr joins stdout as a terminal would
-/// join them, and resizes are ignored.
+/// Start `exec` as a child process and connect its pipes — or, when the
+/// client asked for a terminal (`kubectl exec -it`), its
+/// [pseudo-terminal](spawn_tty).
 pub fn spawn(exec: HostExec<'_>, options: StreamOptions) -> Result<ExecSession, String> {
     let Some((program, args)) = exec.command.split_first() else {
         return Err("you must specify at least one command for the container".into());
     };
+    if options.tty {
+        return spawn_tty(program, args, &exec, options);
+    }
     let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
-    let want_stderr = options.stderr || (options.tty && options.stdout);
+    let want_stderr = options.stderr;
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
@@ -89,27 +93,13 @@ pub fn spawn(exec: HostExec<'_>, options: StreamOptions) -> Result<ExecSession, 
     let command = exec.command.to_vec();
     let mut child = match cmd.spawn() {
         Ok(child) => child,
-        Err(e) => {
-            // No process: report runc's message on the error stream and the
-            // exit code as Docker does.
-            let (code, message) = exec_failure(program, e.kind(), &e.to_string());
-            let tx = if options.stderr { &err_tx } else { &out_tx };
-            let _ = tx.try_send(Bytes::from(message));
-            return Ok(ExecSession {
-                stdin: None,
-                stdout: options.stdout.then_some(out_rx),
-                stderr: options.stderr.then_some(err_rx),
-                resize: None,
-                outcome: futures::future::ready(Outcome::Exited { code, command }).boxed(),
-            });
-        }
+        Err(e) => return Ok(not_started(program, &e, command, options)),
     };
     if let Some(out) = child.stdout.take() {
-        forward(out, out_tx.clone());
+        forward(out, out_tx);
     }
     if let Some(err) = child.stderr.take() {
-        // With a tty the output is one stream.
-        forward(err, if options.stderr { err_tx } else { out_tx });
+        forward(err, err_tx);
     }
     let stdin = child.stdin.take().map(|mut pipe| {
         let (tx, mut rx) = mpsc::channel::<Bytes>(16);
@@ -124,11 +114,45 @@ pub fn spawn(exec: HostExec<'_>, options: StreamOptions) -> Result<ExecSession, 
         });
         tx
     });
-    let outcome = async move {
+    Ok(ExecSession {
+        stdin,
+        stdout: options.stdout.then_some(out_rx),
+        stderr: options.stderr.then_some(err_rx),
+        resize: None,
+        outcome: exit_code(child, command),
+    })
+}
+// ANCHOR_END: host_exec
+
+/// No process: runc's message on the error stream (the only stream, with
+/// a terminal) and the exit code as Docker gives it.
+fn not_started(
+    program: &str,
+    e: &std::io::Error,
+    command: Vec<String>,
+    options: StreamOptions,
+) -> ExecSession {
+    let (out_tx, out_rx) = mpsc::channel(1);
+    let (err_tx, err_rx) = mpsc::channel(1);
+    let (code, message) = exec_failure(program, e.kind(), &e.to_string());
+    let tx = if options.stderr { &err_tx } else { &out_tx };
+    let _ = tx.try_send(Bytes::from(message));
+    ExecSession {
+        stdin: None,
+        stdout: options.stdout.then_some(out_rx),
+        stderr: options.stderr.then_some(err_rx),
+        resize: None,
+        outcome: futures::future::ready(Outcome::Exited { code, command }).boxed(),
+    }
+}
+
+/// The exit code once the child is gone: killed by signal N → 128 + N, as
+/// runtimes report it (Ctrl-C in a terminal: 130).
+fn exit_code(mut child: Child, command: Vec<String>) -> BoxFuture<'static, Outcome> {
+    async move {
         match child.wait().await {
             Ok(status) => {
                 use std::os::unix::process::ExitStatusExt;
-                // Killed by signal N → 128 + N, as runtimes report it.
                 let code = status
                     .code()
                     .or(status.signal().map(|s| 128 + s))
@@ -138,16 +162,121 @@ pub fn spawn(exec: HostExec<'_>, options: StreamOptions) -> Result<ExecSession, 
             Err(e) => Outcome::Failed(format!("error executing command in container: {e}")),
         }
     }
-    .boxed();
+    .boxed()
+}
+
+// ANCHOR: host_tty
+/// `kubectl exec -it`: the command runs on a **pseudo-terminal**, as runc
+/// gives it one (`tty: true` in the exec's process spec).
+///
+/// A pty is a pair of devices. The command gets the *slave* end
+/// (`/dev/pts/N`) as its stdin, stdout and stderr, and as the controlling
+/// terminal of a new session, so `tty` names it and a shell turns on line
+/// editing and job control. The kubelet keeps the *master* end: what the
+/// client types is written to it, what the command prints is read from it
+/// — one stream, which is why a terminal has no separate stderr. Between
+/// the two sits the kernel's line discipline, which echoes what is typed
+/// and turns control characters into signals: the byte 0x03 (Ctrl-C)
+/// becomes SIGINT for the terminal's foreground process group. The window
+/// size lives on the terminal too (`TIOCSWINSZ`): a resize from the client
+/// sets it, and the kernel sends the command SIGWINCH so it redraws.
+fn spawn_tty(
+    program: &str,
+    args: &[String],
+    exec: &HostExec<'_>,
+    options: StreamOptions,
+) -> Result<ExecSession, String> {
+    let command = exec.command.to_vec();
+    let (pty, pts) = pty_process::open().map_err(|e| format!("cannot allocate a tty: {e}"))?;
+    let mut env: Vec<(String, String)> = exec.env.to_vec();
+    // Docker's exec sets TERM for a terminal when the container does not.
+    if !env.iter().any(|(k, _)| k == "TERM") {
+        env.push(("TERM".into(), "xterm".into()));
+    }
+    let spawned = pty_process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .current_dir(exec.working_dir)
+        .kill_on_drop(true)
+        // Consumes the command, and with it our copies of the slave end:
+        // once the command (and whatever it started) has closed the
+        // terminal, reading the master ends.
+        .spawn(pts);
+    let child = match spawned {
+        Ok(child) => child,
+        Err(pty_process::Error::Io(e)) => return Ok(not_started(program, &e, command, options)),
+        Err(e) => return Err(format!("cannot start {program:?} on a tty: {e}")),
+    };
+    let (master_out, master_in) = pty.into_split();
+    let (out_tx, out_rx) = mpsc::channel(16);
+    // After the last slave fd closes, Linux answers a read of the master
+    // with EIO: the end of the output. Without a reader (`stdout=false`)
+    // the output is drained all the same, so the command never blocks.
+    tokio::spawn(async move {
+        let mut chunks = tokio_util::io::ReaderStream::new(master_out);
+        while let Some(Ok(chunk)) = chunks.next().await {
+            if options.stdout && out_tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(16);
+    let (resize_tx, resize_rx) = mpsc::channel::<TerminalSize>(4);
+    let stdin_rx = options.stdin.then_some(stdin_rx);
+    tokio::spawn(terminal_input(master_in, stdin_rx, resize_rx));
     Ok(ExecSession {
-        stdin,
+        stdin: options.stdin.then_some(stdin_tx),
         stdout: options.stdout.then_some(out_rx),
-        stderr: options.stderr.then_some(err_rx),
-        resize: None,
-        outcome,
+        stderr: None,
+        resize: Some(resize_tx),
+        outcome: exit_code(child, command),
     })
 }
-// ANCHOR_END: host_exec
+
+/// What goes *into* the terminal: keystrokes, and window sizes. One task
+/// for both keeps their order — kubectl sends the size before the first
+/// keystroke, and `stty size` must see it. At the end of the client's
+/// stdin the terminal gets its end-of-file character (Ctrl-D), as from a
+/// keyboard: closing the master would hang up the whole session instead.
+async fn terminal_input(
+    mut master: pty_process::OwnedWritePty,
+    stdin: Option<mpsc::Receiver<Bytes>>,
+    mut resize: mpsc::Receiver<TerminalSize>,
+) {
+    // No stdin (`exec -t` without `-i`): nothing is ever typed, and no
+    // end-of-file either.
+    let mut stdin_open = stdin.is_some();
+    let mut stdin = stdin.unwrap_or_else(|| mpsc::channel(1).1);
+    loop {
+        tokio::select! {
+            // A size that arrived before a keystroke is applied first.
+            biased;
+            size = resize.recv() => match size {
+                Some(size) => {
+                    let _ = master.resize(pty_process::Size::new(size.height, size.width));
+                }
+                None if !stdin_open => return,
+                None => {}
+            },
+            data = stdin.recv(), if stdin_open => match data {
+                Some(data) => {
+                    if master.write_all(&data).await.is_err() {
+                        return;
+                    }
+                }
+                None => {
+                    stdin_open = false;
+                    let _ = master.write_all(&[CTRL_D]).await;
+                }
+            },
+        }
+    }
+}
+
+/// The default `VEOF` character of a terminal.
+const CTRL_D: u8 = 0x04;
+// ANCHOR_END: host_tty
 
 // ANCHOR: attach_logs
 /// `kubectl attach` to a process runtime container: its output from now on,
@@ -272,5 +401,149 @@ mod tests {
         let (code, message) = exec_failure("/etc/passwd", ErrorKind::PermissionDenied, "");
         assert_eq!(code, 126);
         assert!(message.contains("exec: \"/etc/passwd\": permission denied"));
+    }
+
+    fn tty() -> StreamOptions {
+        StreamOptions {
+            stdin: true,
+            stdout: true,
+            stderr: false,
+            tty: true,
+        }
+    }
+
+    fn sh(command: &[&str]) -> Vec<String> {
+        command.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Read the terminal until `want` shows up (the output of a terminal
+    /// comes in pieces, with the echo of what was typed mixed in).
+    async fn read_until(rx: &mut mpsc::Receiver<Bytes>, want: &str) -> String {
+        let mut seen = String::new();
+        let deadline = std::time::Duration::from_secs(30);
+        tokio::time::timeout(deadline, async {
+            while !seen.contains(want) {
+                match rx.recv().await {
+                    Some(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+                    None => break,
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {want:?} within 30 s; saw {seen:?}"));
+        seen
+    }
+
+    // ANCHOR: tty_test
+    #[tokio::test]
+    async fn a_terminal_with_its_size_and_the_exit_code() {
+        let command = sh(&["/bin/sh"]);
+        let env = env();
+        let s = spawn(
+            HostExec {
+                command: &command,
+                env: &env,
+                working_dir: "/",
+            },
+            tty(),
+        )
+        .unwrap();
+        assert!(s.stderr.is_none(), "a terminal has one output stream");
+        let (stdin, resize) = (s.stdin.unwrap(), s.resize.unwrap());
+        let mut out = s.stdout.unwrap();
+        resize
+            .send(TerminalSize {
+                width: 100,
+                height: 30,
+            })
+            .await
+            .unwrap();
+        stdin
+            .send(Bytes::from_static(b"tty; stty size; echo $TERM\n"))
+            .await
+            .unwrap();
+        let seen = read_until(&mut out, "xterm").await;
+        assert!(seen.contains("/dev/pts/"), "{seen:?}");
+        assert!(seen.contains("30 100"), "{seen:?}");
+        // A new size, and the kernel tells the terminal's programs.
+        resize
+            .send(TerminalSize {
+                width: 132,
+                height: 43,
+            })
+            .await
+            .unwrap();
+        stdin
+            .send(Bytes::from_static(b"stty size; exit 5\n"))
+            .await
+            .unwrap();
+        read_until(&mut out, "43 132").await;
+        // The end of the output once the shell has closed the terminal.
+        let closed = async { while out.recv().await.is_some() {} };
+        tokio::time::timeout(std::time::Duration::from_secs(30), closed)
+            .await
+            .expect("the output ends");
+        assert_eq!(s.outcome.await, Outcome::Exited { code: 5, command });
+    }
+    // ANCHOR_END: tty_test
+
+    #[tokio::test]
+    async fn ctrl_c_is_sigint_and_ctrl_d_is_the_end() {
+        let command = sh(&["sleep", "60"]);
+        let env = env();
+        let s = spawn(
+            HostExec {
+                command: &command,
+                env: &env,
+                working_dir: "/",
+            },
+            tty(),
+        )
+        .unwrap();
+        let stdin = s.stdin.unwrap();
+        stdin.send(Bytes::from_static(b"\x03")).await.unwrap();
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), s.outcome)
+            .await
+            .expect("sleep interrupted");
+        // 128 + SIGINT (2), as a shell reports it.
+        assert_eq!(outcome, Outcome::Exited { code: 130, command });
+
+        // The end of stdin is Ctrl-D: `cat` on a terminal reads EOF.
+        let command = sh(&["cat"]);
+        let s = spawn(
+            HostExec {
+                command: &command,
+                env: &env,
+                working_dir: "/",
+            },
+            tty(),
+        )
+        .unwrap();
+        let mut out = s.stdout.unwrap();
+        let stdin = s.stdin.unwrap();
+        stdin.send(Bytes::from_static(b"typed\n")).await.unwrap();
+        drop(stdin);
+        // Echoed by the terminal, then written back by cat: with \r\n,
+        // the terminal's line ending.
+        read_until(&mut out, "typed\r\ntyped\r\n").await;
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), s.outcome)
+            .await
+            .expect("cat saw the end of its input");
+        assert_eq!(outcome, Outcome::Exited { code: 0, command });
+
+        // A missing program on a terminal: runc's words on the one stream.
+        let command = sh(&["no-such-program"]);
+        let s = spawn(
+            HostExec {
+                command: &command,
+                env: &env,
+                working_dir: "/",
+            },
+            tty(),
+        )
+        .unwrap();
+        let out = drain(s.stdout).await;
+        assert!(out.contains("executable file not found in $PATH"), "{out}");
+        assert_eq!(s.outcome.await, Outcome::Exited { code: 127, command });
     }
 }
