@@ -260,8 +260,11 @@ async fn kubectl_port_forward_reaches_the_pod() {
         assert!(a.contains(r#""version":"v1""#), "{target}: {a}");
     }
 
-    // A port nothing listens on: the kubelet's error, as kubectl prints it,
-    // and the forward is still there for the next connection.
+    // A port nothing listens on: the kubelet's error arrives on the error
+    // stream and kubectl prints it. Then kubectl (client-go's port-forward
+    // since 1.23) closes the whole connection on any error-stream message
+    // and exits with "lost connection to pod": upstream's client, not the
+    // server, ends the forward.
     let mut fwd = c.port_forward(&bin, &format!("pod/{pod}"), 9999, &[]);
     let _ = get(fwd.local).await;
     wait_for("kubectl to report the error", async || {
@@ -270,9 +273,8 @@ async fn kubectl_port_forward_reaches_the_pod() {
     .await;
     let err = fwd.stderr();
     assert!(err.contains("connect: connection refused"), "{err}");
-    assert!(fwd.alive(), "kubectl gave up: {err}");
-    let _ = get(fwd.local).await;
-    assert!(fwd.alive(), "kubectl gave up: {}", fwd.stderr());
+    wait_for("kubectl to end the forward", async || !fwd.alive()).await;
+    assert!(fwd.stderr().contains("lost connection to pod"), "{}", fwd.stderr());
     drop(fwd);
 
     // The machine's kubectl dispatcher, if there is one (an older minor).
