@@ -274,7 +274,11 @@ async fn kubectl_port_forward_reaches_the_pod() {
     let err = fwd.stderr();
     assert!(err.contains("connect: connection refused"), "{err}");
     wait_for("kubectl to end the forward", async || !fwd.alive()).await;
-    assert!(fwd.stderr().contains("lost connection to pod"), "{}", fwd.stderr());
+    assert!(
+        fwd.stderr().contains("lost connection to pod"),
+        "{}",
+        fwd.stderr()
+    );
     drop(fwd);
 
     // The machine's kubectl dispatcher, if there is one (an older minor).
