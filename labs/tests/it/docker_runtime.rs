@@ -194,6 +194,7 @@ impl TestCluster {
             Clock::cluster(),
         );
         self.api.register_kubelet("node-1", kubelet.logs());
+        self.api.register_kubelet_stats("node-1", kubelet.stats());
         self.kubelet = Some(kubelet);
     }
 
@@ -601,5 +602,33 @@ async fn kubectl_exec_is_a_docker_exec() {
         "only what comes after attaching: {seen}"
     );
     attach.kill().await.unwrap();
+
+    // `kubectl top`: the metrics API asks the kubelet, the kubelet asks the
+    // engine (`docker stats`): the pod's row, CPU and memory working set.
+    let mut top = String::new();
+    for _ in 0..60 {
+        let out = tokio::process::Command::new(crate::kubectl())
+            .arg("--kubeconfig")
+            .arg(c.dir.path().join("kubeconfig"))
+            .args(["top", "pod", "one", "--no-headers"])
+            .env_remove("KUBECONFIG")
+            .output()
+            .await
+            .unwrap();
+        top = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        if top.starts_with("one ") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Without stats from the engine there is no row at all ("podmetrics
+    // not found"). The static app's working set is under a MiB, which
+    // kubectl may print as 0Mi.
+    let cells: Vec<&str> = top.split_whitespace().collect();
+    assert!(
+        cells.len() == 3 && cells[1].ends_with('m') && cells[2].ends_with("Mi"),
+        "kubectl top pod one: {top}"
+    );
     c.shutdown().await;
 }
