@@ -150,6 +150,11 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
                 Subresource::Eviction => ("eviction", "Eviction", &["create"][..]),
                 Subresource::Exec => ("exec", "PodExecOptions", &["create", "get"][..]),
                 Subresource::Attach => ("attach", "PodAttachOptions", &["create", "get"][..]),
+                Subresource::PortForward => (
+                    "portforward",
+                    "PodPortForwardOptions",
+                    &["create", "get"][..],
+                ),
             };
             let mut entry = json!({
                 "name": format!("{}/{name}", r.plural),

@@ -83,6 +83,7 @@ pub fn parse_path(path: &str) -> Option<Target> {
                 "eviction" => Subresource::Eviction,
                 "exec" => Subresource::Exec,
                 "attach" => Subresource::Attach,
+                "portforward" => Subresource::PortForward,
                 _ => return None,
             };
             if !resource.has(s) {

@@ -26,6 +26,9 @@ pub enum Subresource {
     Exec,
     /// `.../attach`: connect to a container's own process (`kubectl attach`).
     Attach,
+    /// `.../portforward`: tunnel connections to a pod's ports (`kubectl
+    /// port-forward`); served by its own route, [`super::portforward`].
+    PortForward,
 }
 
 // ANCHOR: resource
@@ -99,6 +102,7 @@ pub static RESOURCES: &[Resource] = &[
             Subresource::Eviction,
             Subresource::Exec,
             Subresource::Attach,
+            Subresource::PortForward,
         ],
         etcd_prefix: "/registry/pods",
         has_generation: true,

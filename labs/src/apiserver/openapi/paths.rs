@@ -374,7 +374,8 @@ pub fn resource_paths(r: &Resource, schema: &str, dialect: Dialect) -> Vec<(Stri
             | Subresource::Log
             | Subresource::Eviction
             | Subresource::Exec
-            | Subresource::Attach => continue,
+            | Subresource::Attach
+            | Subresource::PortForward => continue,
         };
         let ops = vec![
             Op {
