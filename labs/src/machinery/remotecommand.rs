@@ -184,19 +184,34 @@ pub enum Outcome {
 /// carries the code: kubectl prints `command terminated with exit code 3`
 /// and exits 3. A failure is an `InternalError` Status (500), as the API
 /// server's stream translator writes one.
+///
+/// The message's wording tells which road the stream took upstream. A v5
+/// stream is *translated* by the API server (WebSocket from the client,
+/// SPDY to the kubelet: `StreamTranslatorHandler`), which wraps the exit
+/// error its own SPDY client decoded. Older versions are proxied to the
+/// kubelet untouched, so the message is the kubelet's, wrapping the
+/// runtime's (containerd: `error executing command [sh -c exit 3], exit
+/// code 3`).
 pub fn status_message(version: Version, outcome: &Outcome) -> Option<Vec<u8>> {
     let status = match outcome {
         Outcome::Exited { code: 0, .. } => json!({"metadata": {}, "status": "Success"}),
-        Outcome::Exited { code, command } => json!({
-            "metadata": {},
-            "status": "Failure",
-            "message": format!(
-                "command terminated with non-zero exit code: error executing command [{}], exit code {code}",
-                command.join(" ")
-            ),
-            "reason": "NonZeroExitCode",
-            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
-        }),
+        Outcome::Exited { code, command } => {
+            let exit_error = if version.has_close() {
+                format!("command terminated with exit code {code}")
+            } else {
+                format!(
+                    "error executing command [{}], exit code {code}",
+                    command.join(" ")
+                )
+            };
+            json!({
+                "metadata": {},
+                "status": "Failure",
+                "message": format!("command terminated with non-zero exit code: {exit_error}"),
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+            })
+        }
         Outcome::Failed(why) => internal_error(why),
     };
     if version.status_is_json() {
@@ -323,8 +338,16 @@ mod tests {
         );
         assert_eq!(
             three["message"],
-            "command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3"
+            "command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3",
+            "v4: the kubelet's words"
         );
+        let translated = json(status_message(Version(5), &exited(3)).unwrap());
+        assert_eq!(
+            translated["message"],
+            "command terminated with non-zero exit code: command terminated with exit code 3",
+            "v5: the API server's translator's words"
+        );
+        assert_eq!(translated["details"], three["details"]);
         let failed = json(status_message(Version(5), &Outcome::Failed("boom".into())).unwrap());
         assert_eq!(failed["reason"], "InternalError");
         assert_eq!(failed["code"], 500);

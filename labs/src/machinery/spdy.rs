@@ -35,7 +35,6 @@
 //! next one no longer inflates; and frames that carry headers must be
 //! *encoded* in the order they are *sent*, so one writer owns the encoder.
 
-use std::io;
 use std::sync::OnceLock;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -47,18 +46,10 @@ pub const VERSION: u16 = 3;
 
 /// `FLAG_FIN`: the sender's last frame on this stream.
 pub const FLAG_FIN: u8 = 0x01;
-/// `FLAG_UNIDIRECTIONAL` (SYN_STREAM only): the receiver will not answer.
-pub const FLAG_UNIDIRECTIONAL: u8 = 0x02;
 
-/// Frames larger than this are refused: the 24-bit length allows 16 MiB,
-/// no port-forward peer sends anything near it.
-pub const MAX_FRAME: usize = 1 << 24;
-
-/// `RST_STREAM` status codes (the ones a server sends).
+/// `RST_STREAM` and `GOAWAY` status codes (the ones used here).
 pub mod status {
     pub const PROTOCOL_ERROR: u32 = 1;
-    pub const INVALID_STREAM: u32 = 2;
-    pub const REFUSED_STREAM: u32 = 3;
     pub const CANCEL: u32 = 5;
 }
 
@@ -128,8 +119,6 @@ const WINDOW_UPDATE: u16 = 9;
 pub enum SpdyError {
     #[error("unsupported SPDY version {0}")]
     Version(u16),
-    #[error("SPDY frame of {0} bytes is too large")]
-    TooLarge(usize),
     #[error("malformed SPDY {0} frame")]
     Malformed(&'static str),
     #[error("SPDY header block: {0}")]
@@ -257,17 +246,28 @@ impl Decoder {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// The next whole frame, or `None` until more bytes arrive.
+    /// The next whole frame, or `None` until more bytes arrive. Control
+    /// frames of unknown types are skipped: the draft says implementations
+    /// "must ignore" them (NOOP, CREDENTIAL), and none carries a header
+    /// block.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, SpdyError> {
+        loop {
+            match self.frame()? {
+                Next::Frame(frame) => return Ok(Some(frame)),
+                Next::NeedMore => return Ok(None),
+                Next::Skipped => {}
+            }
+        }
+    }
+
+    fn frame(&mut self) -> Result<Next, SpdyError> {
         if self.buf.len() < 8 {
-            return Ok(None);
+            return Ok(Next::NeedMore);
         }
+        // 24 bits: a frame is at most 16 MiB.
         let len = u32::from_be_bytes([0, self.buf[5], self.buf[6], self.buf[7]]) as usize;
-        if len >= MAX_FRAME {
-            return Err(SpdyError::TooLarge(len));
-        }
         if self.buf.len() < 8 + len {
-            return Ok(None);
+            return Ok(Next::NeedMore);
         }
         let mut frame = self.buf.split_to(8 + len).freeze();
         let first = frame.get_u32();
@@ -275,7 +275,7 @@ impl Decoder {
         frame.advance(3);
         let mut p = frame; // the payload
         if first & 0x8000_0000 == 0 {
-            return Ok(Some(Frame::Data {
+            return Ok(Next::Frame(Frame::Data {
                 stream_id: first & 0x7fff_ffff,
                 flags,
                 data: p,
@@ -367,11 +367,9 @@ impl Decoder {
                     delta: p.get_u32() & 0x7fff_ffff,
                 }
             }
-            // The draft: "implementations must ignore" control frames they
-            // do not know (NOOP, CREDENTIAL). None carries a header block.
-            _ => return self.next_frame(),
+            _ => return Ok(Next::Skipped),
         };
-        Ok(Some(frame))
+        Ok(Next::Frame(frame))
     }
 
     /// Inflate one header block with the connection's context and parse it.
@@ -379,6 +377,13 @@ impl Decoder {
         let raw = inflate(&mut self.inflate, block)?;
         parse_header_block(&raw)
     }
+}
+
+/// What [`Decoder::frame`] found at the front of the buffer.
+enum Next {
+    Frame(Frame),
+    NeedMore,
+    Skipped,
 }
 
 /// Turns frames into bytes. Owns the deflate context of our header blocks,
@@ -520,6 +525,13 @@ fn inflate(z: &mut Decompress, input: &[u8]) -> Result<Vec<u8>, SpdyError> {
         let res = z.decompress_vec(&input[pos..], &mut out, FlushDecompress::Sync);
         pos += (z.total_in() - before) as usize;
         match res {
+            // A peer never ends its compression stream; bytes after an end
+            // would never be read, and waiting for them would never end.
+            Ok(flate2::Status::StreamEnd) if pos < input.len() => {
+                return Err(SpdyError::HeaderBlock(
+                    "data after the end of the compressed stream".into(),
+                ));
+            }
             Ok(_) => {}
             Err(e) if e.needs_dictionary().is_some() => {
                 z.set_dictionary(dictionary())
@@ -571,12 +583,6 @@ pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
-}
-
-impl From<SpdyError> for io::Error {
-    fn from(e: SpdyError) -> Self {
-        io::Error::new(io::ErrorKind::InvalidData, e)
-    }
 }
 
 #[cfg(test)]
@@ -753,10 +759,24 @@ mod tests {
             0x80, 0x03, 0x00, 0x01, 0, 0, 0, 14, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4,
         ]);
         assert!(matches!(dec.next_frame(), Err(SpdyError::HeaderBlock(_))));
-        // Unknown control frames (type 5, NOOP) are skipped.
+        // Unknown control frames (type 5, NOOP) are skipped, however many
+        // a peer sends.
         let mut dec = Decoder::default();
-        dec.push(&[0x80, 0x03, 0x00, 0x05, 0, 0, 0, 0]);
+        for _ in 0..200_000 {
+            dec.push(&[0x80, 0x03, 0x00, 0x05, 0, 0, 0, 0]);
+        }
         dec.push(&[0x80, 0x03, 0x00, 0x06, 0, 0, 0, 4, 0, 0, 0, 9]);
         assert_eq!(dec.next_frame(), Ok(Some(Frame::Ping { id: 9 })));
+        // A header block that ends its zlib stream and goes on.
+        let mut z = Compress::new(Compression::default(), true);
+        let mut block = Vec::with_capacity(64);
+        z.compress_vec(&[0, 0, 0, 0], &mut block, FlushCompress::Finish)
+            .unwrap();
+        block.extend_from_slice(b"more");
+        let mut fresh = Decompress::new(true);
+        assert!(matches!(
+            inflate(&mut fresh, &block),
+            Err(SpdyError::HeaderBlock(_))
+        ));
     }
 }

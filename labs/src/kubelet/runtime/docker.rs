@@ -70,9 +70,9 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::jiff::Timestamp;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use super::stream::{attach_outcome, write_stdin};
 use super::{
     ContainerConfig, ContainerId, ContainerStats, ContainerStatus, ExecResult, ImageRef,
     LoopbackIpam, PullError, Runtime, RuntimeError, RuntimeState, SandboxConfig, SandboxInfo,
@@ -865,14 +865,7 @@ impl Runtime for DockerRuntime {
             stdout: options.stdout.then_some(out_rx),
             stderr: options.stderr.then_some(err_rx),
             resize: None,
-            outcome: async move {
-                let _ = done_rx.await;
-                Outcome::Exited {
-                    code: 0,
-                    command: Vec::new(),
-                }
-            }
-            .boxed(),
+            outcome: attach_outcome(done_rx),
         })
     }
     // ANCHOR_END: docker_attach
@@ -1000,23 +993,6 @@ fn demultiplex(
         let _ = done_tx.send(());
     });
     (out_rx, err_rx, done_rx)
-}
-
-/// The client's stdin into the hijacked connection; at its end a
-/// half-close, so the process reads EOF.
-fn write_stdin(
-    mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
-) -> mpsc::Sender<Bytes> {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(16);
-    tokio::spawn(async move {
-        while let Some(data) = rx.recv().await {
-            if input.write_all(&data).await.is_err() {
-                break;
-            }
-        }
-        let _ = input.shutdown().await;
-    });
-    tx
 }
 
 #[cfg(test)]

@@ -98,8 +98,7 @@ struct Proc {
     pid: u32,
     exit: watch::Receiver<Exit>,
     logs: LogBuffer,
-    env: Vec<(String, String)>,
-    /// What `kubectl exec` runs with: the whole environment the container
+    /// What `kubectl exec` and exec probes run with: the whole environment the container
     /// got, and its `workingDir` (`/`, the image's, when it names none).
     exec_env: Vec<(String, String)>,
     working_dir: String,
@@ -370,7 +369,6 @@ impl Runtime for ProcessRuntime {
                     pid,
                     exit: exit_rx,
                     logs: logs.clone(),
-                    env: config.env.clone(),
                     exec_env,
                     working_dir: config
                         .container
@@ -551,16 +549,16 @@ impl Runtime for ProcessRuntime {
         command: &[String],
         timeout: Duration,
     ) -> Result<ExecResult, RuntimeError> {
-        let env = self.proc(id, |p| p.env.clone())?;
-        let Some((program, args)) = command.split_first() else {
+        let (env, working_dir) = self.proc(id, |p| (p.exec_env.clone(), p.working_dir.clone()))?;
+        let exec = stream::HostExec {
+            command,
+            env: &env,
+            working_dir: &working_dir,
+        };
+        let Some(mut cmd) = exec.command() else {
             return Err(RuntimeError::Failed("empty command".into()));
         };
-        let run = Command::new(program)
-            .args(args)
-            .envs(env)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
+        let run = cmd.stdin(Stdio::null()).output();
         match tokio::time::timeout(timeout, run).await {
             Err(_) => Err(RuntimeError::Failed(format!(
                 "command {command:?} timed out"

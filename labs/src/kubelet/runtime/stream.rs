@@ -16,9 +16,9 @@ use std::process::Stdio;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::kubelet::logs::{LogLine, LogStream};
 use crate::machinery::remotecommand::{ExecSession, Outcome, StreamOptions, TerminalSize};
@@ -29,6 +29,25 @@ pub struct HostExec<'a> {
     pub command: &'a [String],
     pub env: &'a [(String, String)],
     pub working_dir: &'a str,
+}
+
+impl HostExec<'_> {
+    /// The child as the container would see it: only the container's
+    /// environment (not the kubelet's), in its working directory. `None`
+    /// for an empty command. Used for `kubectl exec` and for exec probes
+    /// alike, as the CRI's `Exec` and `ExecSync` run the same way.
+    pub fn command(&self) -> Option<Command> {
+        let (program, args) = self.command.split_first()?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.working_dir)
+            // Whoever holds the child owns it: dropping it (a client
+            // that went away, a probe that timed out) kills the command.
+            .kill_on_drop(true);
+        Some(cmd)
+    }
 }
 
 // ANCHOR: missing_binary
@@ -50,17 +69,53 @@ pub fn exec_failure(program: &str, kind: ErrorKind, detail: &str) -> (i32, Strin
 }
 // ANCHOR_END: missing_binary
 
-/// Copy a pipe into a channel, chunk by chunk, until EOF (or until the API
-/// server stops listening).
-fn forward(pipe: impl AsyncRead + Send + Unpin + 'static, tx: mpsc::Sender<Bytes>) {
+/// Copy a pipe into a channel, chunk by chunk, until EOF. Without a reader
+/// (`tx` is `None`, or the API server stopped listening) the pipe is still
+/// read to its end: a command whose output nobody reads must not block on
+/// a full pipe.
+fn forward(pipe: impl AsyncRead + Send + Unpin + 'static, mut tx: Option<mpsc::Sender<Bytes>>) {
     tokio::spawn(async move {
         let mut chunks = tokio_util::io::ReaderStream::new(pipe);
         while let Some(Ok(chunk)) = chunks.next().await {
-            if tx.send(chunk).await.is_err() {
-                break;
+            if let Some(out) = &tx
+                && out.send(chunk).await.is_err()
+            {
+                tx = None;
             }
         }
     });
+}
+
+/// The client's stdin, written into a pipe (a child's stdin, the hijacked
+/// connection of a `docker exec`). When the sender is dropped — the
+/// client's end of input — the pipe is shut down and closed, and the
+/// command reads EOF.
+pub(super) fn write_stdin(
+    mut pipe: impl AsyncWrite + Send + Unpin + 'static,
+) -> mpsc::Sender<Bytes> {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        while let Some(data) = rx.recv().await {
+            if pipe.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+        let _ = pipe.shutdown().await;
+    });
+    tx
+}
+
+/// How an attach ends: when the container's output does, successfully
+/// (`kubectl attach` exits 0 once the container has exited).
+pub(super) fn attach_outcome(output_done: oneshot::Receiver<()>) -> BoxFuture<'static, Outcome> {
+    async move {
+        let _ = output_done.await;
+        Outcome::Exited {
+            code: 0,
+            command: Vec::new(),
+        }
+    }
+    .boxed()
 }
 
 // ANCHOR: host_exec
@@ -75,19 +130,11 @@ pub fn spawn(exec: HostExec<'_>, options: StreamOptions) -> Result<ExecSession, 
         return spawn_tty(program, args, &exec, options);
     }
     let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
-    let want_stderr = options.stderr;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(exec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(exec.working_dir)
-        .stdin(piped(options.stdin))
+    let mut cmd = exec.command().expect("not empty, checked above");
+    cmd.stdin(piped(options.stdin))
         .stdout(piped(options.stdout))
-        .stderr(piped(want_stderr))
-        .process_group(0)
-        // The session owns the child: a client that goes away drops it,
-        // and the command is killed.
-        .kill_on_drop(true);
+        .stderr(piped(options.stderr))
+        .process_group(0);
     let (out_tx, out_rx) = mpsc::channel(16);
     let (err_tx, err_rx) = mpsc::channel(16);
     let command = exec.command.to_vec();
@@ -96,26 +143,13 @@ pub fn spawn(exec: HostExec<'_>, options: StreamOptions) -> Result<ExecSession, 
         Err(e) => return Ok(not_started(program, &e, command, options)),
     };
     if let Some(out) = child.stdout.take() {
-        forward(out, out_tx);
+        forward(out, Some(out_tx));
     }
     if let Some(err) = child.stderr.take() {
-        forward(err, err_tx);
+        forward(err, Some(err_tx));
     }
-    let stdin = child.stdin.take().map(|mut pipe| {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
-        tokio::spawn(async move {
-            while let Some(data) = rx.recv().await {
-                if pipe.write_all(&data).await.is_err() {
-                    break;
-                }
-            }
-            // The sender is gone: close the pipe, the command reads EOF.
-            drop(pipe);
-        });
-        tx
-    });
     Ok(ExecSession {
-        stdin,
+        stdin: child.stdin.take().map(write_stdin),
         stdout: options.stdout.then_some(out_rx),
         stderr: options.stderr.then_some(err_rx),
         resize: None,
@@ -212,15 +246,8 @@ fn spawn_tty(
     let (out_tx, out_rx) = mpsc::channel(16);
     // After the last slave fd closes, Linux answers a read of the master
     // with EIO: the end of the output. Without a reader (`stdout=false`)
-    // the output is drained all the same, so the command never blocks.
-    tokio::spawn(async move {
-        let mut chunks = tokio_util::io::ReaderStream::new(master_out);
-        while let Some(Ok(chunk)) = chunks.next().await {
-            if options.stdout && out_tx.send(chunk).await.is_err() {
-                break;
-            }
-        }
-    });
+    // the terminal is read all the same, so the command never blocks.
+    forward(master_out, options.stdout.then_some(out_tx));
     let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(16);
     let (resize_tx, resize_rx) = mpsc::channel::<TerminalSize>(4);
     let stdin_rx = options.stdin.then_some(stdin_rx);
@@ -290,7 +317,7 @@ pub fn attach_to_log(
 ) -> ExecSession {
     let (out_tx, out_rx) = mpsc::channel(16);
     let (err_tx, err_rx) = mpsc::channel(16);
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(async move {
         let mut lines = std::pin::pin!(lines);
         while let Some(line) = lines.next().await {
@@ -311,14 +338,7 @@ pub fn attach_to_log(
         stdout: options.stdout.then_some(out_rx),
         stderr: options.stderr.then_some(err_rx),
         resize: None,
-        outcome: async move {
-            let _ = done_rx.await;
-            Outcome::Exited {
-                code: 0,
-                command: Vec::new(),
-            }
-        }
-        .boxed(),
+        outcome: attach_outcome(done_rx),
     }
 }
 // ANCHOR_END: attach_logs
@@ -326,21 +346,47 @@ pub fn attach_to_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
-    fn env() -> Vec<(String, String)> {
-        vec![
+    /// Start `command` as `kubectl exec` would, in `/`, with a container
+    /// environment of `PATH` and `GREETING`; the session and the argv.
+    fn start(command: &[&str], options: StreamOptions) -> (ExecSession, Vec<String>) {
+        let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        let env = [
             ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
             ("GREETING".into(), "hello".into()),
-        ]
+        ];
+        let exec = HostExec {
+            command: &command,
+            env: &env,
+            working_dir: "/",
+        };
+        (spawn(exec, options).unwrap(), command)
     }
 
-    fn both() -> StreamOptions {
+    fn pipes() -> StreamOptions {
         StreamOptions {
             stdin: true,
             stdout: true,
             stderr: true,
             tty: false,
         }
+    }
+
+    fn tty() -> StreamOptions {
+        StreamOptions {
+            stdin: true,
+            stdout: true,
+            stderr: false,
+            tty: true,
+        }
+    }
+
+    /// `what` within 30 s (generous: the machine is shared).
+    async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(30), f)
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within 30 s"))
     }
 
     async fn drain(rx: Option<mpsc::Receiver<Bytes>>) -> String {
@@ -353,21 +399,27 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// Read the terminal until `want` shows up (the output of a terminal
+    /// comes in pieces, with the echo of what was typed mixed in).
+    async fn read_until(rx: &mut mpsc::Receiver<Bytes>, want: &str) -> String {
+        let mut seen = String::new();
+        let read = async {
+            while !seen.contains(want) {
+                match rx.recv().await {
+                    Some(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+                    None => break,
+                }
+            }
+        };
+        within(want, read).await;
+        assert!(seen.contains(want), "no {want:?}; saw {seen:?}");
+        seen
+    }
+
     #[tokio::test]
     async fn runs_with_the_containers_environment_and_stdin() {
-        let command: Vec<String> = ["/bin/sh", "-c", "echo $GREETING from $(pwd); cat; exit 4"]
-            .map(String::from)
-            .to_vec();
-        let env = env();
-        let s = spawn(
-            HostExec {
-                command: &command,
-                env: &env,
-                working_dir: "/",
-            },
-            both(),
-        )
-        .unwrap();
+        let shell = ["/bin/sh", "-c", "echo $GREETING from $(pwd); cat; exit 4"];
+        let (s, command) = start(&shell, pipes());
         let stdin = s.stdin.unwrap();
         stdin.send(Bytes::from_static(b"piped\n")).await.unwrap();
         drop(stdin);
@@ -379,17 +431,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_program_is_127_with_runcs_message() {
-        let command = vec!["no-such-program".to_string()];
-        let env = env();
-        let s = spawn(
-            HostExec {
-                command: &command,
-                env: &env,
-                working_dir: "/",
-            },
-            both(),
-        )
-        .unwrap();
+        let (s, command) = start(&["no-such-program"], pipes());
         let (out, err) = tokio::join!(drain(s.stdout), drain(s.stderr));
         assert_eq!(out, "");
         assert_eq!(
@@ -403,61 +445,14 @@ mod tests {
         assert!(message.contains("exec: \"/etc/passwd\": permission denied"));
     }
 
-    fn tty() -> StreamOptions {
-        StreamOptions {
-            stdin: true,
-            stdout: true,
-            stderr: false,
-            tty: true,
-        }
-    }
-
-    fn sh(command: &[&str]) -> Vec<String> {
-        command.iter().map(|s| s.to_string()).collect()
-    }
-
-    /// Read the terminal until `want` shows up (the output of a terminal
-    /// comes in pieces, with the echo of what was typed mixed in).
-    async fn read_until(rx: &mut mpsc::Receiver<Bytes>, want: &str) -> String {
-        let mut seen = String::new();
-        let deadline = std::time::Duration::from_secs(30);
-        tokio::time::timeout(deadline, async {
-            while !seen.contains(want) {
-                match rx.recv().await {
-                    Some(b) => seen.push_str(&String::from_utf8_lossy(&b)),
-                    None => break,
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no {want:?} within 30 s; saw {seen:?}"));
-        seen
-    }
-
-    // ANCHOR: tty_test
     #[tokio::test]
     async fn a_terminal_with_its_size_and_the_exit_code() {
-        let command = sh(&["/bin/sh"]);
-        let env = env();
-        let s = spawn(
-            HostExec {
-                command: &command,
-                env: &env,
-                working_dir: "/",
-            },
-            tty(),
-        )
-        .unwrap();
+        let (s, command) = start(&["/bin/sh"], tty());
         assert!(s.stderr.is_none(), "a terminal has one output stream");
         let (stdin, resize) = (s.stdin.unwrap(), s.resize.unwrap());
         let mut out = s.stdout.unwrap();
-        resize
-            .send(TerminalSize {
-                width: 100,
-                height: 30,
-            })
-            .await
-            .unwrap();
+        let size = |width, height| TerminalSize { width, height };
+        resize.send(size(100, 30)).await.unwrap();
         stdin
             .send(Bytes::from_static(b"tty; stty size; echo $TERM\n"))
             .await
@@ -466,59 +461,31 @@ mod tests {
         assert!(seen.contains("/dev/pts/"), "{seen:?}");
         assert!(seen.contains("30 100"), "{seen:?}");
         // A new size, and the kernel tells the terminal's programs.
-        resize
-            .send(TerminalSize {
-                width: 132,
-                height: 43,
-            })
-            .await
-            .unwrap();
+        resize.send(size(132, 43)).await.unwrap();
         stdin
             .send(Bytes::from_static(b"stty size; exit 5\n"))
             .await
             .unwrap();
         read_until(&mut out, "43 132").await;
         // The end of the output once the shell has closed the terminal.
-        let closed = async { while out.recv().await.is_some() {} };
-        tokio::time::timeout(std::time::Duration::from_secs(30), closed)
-            .await
-            .expect("the output ends");
+        within("end of the output", async {
+            while out.recv().await.is_some() {}
+        })
+        .await;
         assert_eq!(s.outcome.await, Outcome::Exited { code: 5, command });
     }
-    // ANCHOR_END: tty_test
 
     #[tokio::test]
     async fn ctrl_c_is_sigint_and_ctrl_d_is_the_end() {
-        let command = sh(&["sleep", "60"]);
-        let env = env();
-        let s = spawn(
-            HostExec {
-                command: &command,
-                env: &env,
-                working_dir: "/",
-            },
-            tty(),
-        )
-        .unwrap();
+        let (s, command) = start(&["sleep", "60"], tty());
         let stdin = s.stdin.unwrap();
         stdin.send(Bytes::from_static(b"\x03")).await.unwrap();
-        let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), s.outcome)
-            .await
-            .expect("sleep interrupted");
         // 128 + SIGINT (2), as a shell reports it.
+        let outcome = within("end of the interrupted sleep", s.outcome).await;
         assert_eq!(outcome, Outcome::Exited { code: 130, command });
 
         // The end of stdin is Ctrl-D: `cat` on a terminal reads EOF.
-        let command = sh(&["cat"]);
-        let s = spawn(
-            HostExec {
-                command: &command,
-                env: &env,
-                working_dir: "/",
-            },
-            tty(),
-        )
-        .unwrap();
+        let (s, command) = start(&["cat"], tty());
         let mut out = s.stdout.unwrap();
         let stdin = s.stdin.unwrap();
         stdin.send(Bytes::from_static(b"typed\n")).await.unwrap();
@@ -526,24 +493,28 @@ mod tests {
         // Echoed by the terminal, then written back by cat: with \r\n,
         // the terminal's line ending.
         read_until(&mut out, "typed\r\ntyped\r\n").await;
-        let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), s.outcome)
-            .await
-            .expect("cat saw the end of its input");
+        let outcome = within("end of cat", s.outcome).await;
         assert_eq!(outcome, Outcome::Exited { code: 0, command });
 
         // A missing program on a terminal: runc's words on the one stream.
-        let command = sh(&["no-such-program"]);
-        let s = spawn(
-            HostExec {
-                command: &command,
-                env: &env,
-                working_dir: "/",
-            },
-            tty(),
-        )
-        .unwrap();
+        let (s, command) = start(&["no-such-program"], tty());
         let out = drain(s.stdout).await;
         assert!(out.contains("executable file not found in $PATH"), "{out}");
         assert_eq!(s.outcome.await, Outcome::Exited { code: 127, command });
+    }
+
+    #[tokio::test]
+    async fn a_terminal_nobody_reads_does_not_block_the_command() {
+        // `exec -t` with neither stdin nor stdout: the output (more than a
+        // terminal buffers) is read and dropped, and the command ends.
+        let options = StreamOptions {
+            stdin: false,
+            stdout: false,
+            ..tty()
+        };
+        let (s, command) = start(&["/bin/sh", "-c", "seq 1 100000; exit 2"], options);
+        assert!(s.stdout.is_none() && s.stdin.is_none());
+        let outcome = within("end of the unread command", s.outcome).await;
+        assert_eq!(outcome, Outcome::Exited { code: 2, command });
     }
 }
