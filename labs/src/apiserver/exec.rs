@@ -25,8 +25,8 @@ use http::{Method, StatusCode, header};
 use tokio::sync::mpsc;
 
 use super::ApiServer;
-use super::handlers;
-use super::request::{Call, Query, Target};
+use super::logs::{parent_pod, validate_container};
+use super::request::{Query, Target};
 use super::resources::Subresource;
 use super::status::ApiError;
 use crate::machinery::remotecommand::{
@@ -114,17 +114,7 @@ fn check(
     parts: &http::request::Parts,
     target: &Target,
 ) -> Result<(StreamRequest, String), ApiError> {
-    let get = Call {
-        method: Method::GET,
-        target: Target {
-            subresource: None,
-            ..target.clone()
-        },
-        query: Query::default(),
-        headers: Default::default(),
-        body: Bytes::new(),
-    };
-    let pod = handlers::get(api, &get)?.body;
+    let pod = parent_pod(api, target)?;
     let name = target.name.clone().unwrap_or_default();
     let query = parts.uri.query().unwrap_or("");
     let flags = Query::parse(Some(query));
@@ -154,35 +144,7 @@ fn check(
             "you must specify at least one command for the container",
         ));
     }
-    let names = |key: &str| -> Vec<String> {
-        pod.pointer(key)
-            .and_then(|c| c.as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["name"].as_str().map(str::to_string))
-            .collect()
-    };
-    let containers = names("/spec/containers");
-    let all: Vec<String> = containers
-        .iter()
-        .cloned()
-        .chain(names("/spec/initContainers"))
-        .collect();
-    let container = match flags.get("container") {
-        Some(c) if !c.is_empty() => c.to_string(),
-        _ if containers.len() == 1 => containers[0].clone(),
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            )));
-        }
-    };
-    if !all.contains(&container) {
-        return Err(ApiError::bad_request(format!(
-            "container {container} is not valid for pod {name}"
-        )));
-    }
+    let container = validate_container(&pod, flags.get("container"))?;
     let node = pod
         .pointer("/spec/nodeName")
         .and_then(|n| n.as_str())

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderValue, Method, StatusCode, header};
+use serde_json::Value;
 
 use super::ApiServer;
 use super::handlers;
@@ -30,52 +31,64 @@ pub use crate::machinery::node_api::{LogRequest, LogStream, NodeLogs};
 /// The kubelets by node name.
 pub(crate) type Registry = std::sync::RwLock<std::collections::HashMap<String, Arc<dyn NodeLogs>>>;
 
-/// Answers a `pods/{name}/log` request.
-pub async fn pod_log(api: &ApiServer, call: &Call) -> Result<Response, ApiError> {
-    // Read the pod as a plain GET would: it says which node to ask.
+/// The pod behind a `pods/{name}/…` request to its node (`log`, `exec`,
+/// `attach`, `portforward`), read as a plain GET would read it: a missing
+/// pod is the usual 404.
+pub(super) fn parent_pod(api: &ApiServer, target: &Target) -> Result<Value, ApiError> {
     let get = Call {
         method: Method::GET,
         target: Target {
             subresource: None,
-            ..call.target.clone()
+            ..target.clone()
         },
         query: Query::default(),
         headers: Default::default(),
         body: Bytes::new(),
     };
-    let pod = handlers::get(api, &get)?.body;
+    Ok(handlers::get(api, &get)?.body)
+}
+
+/// Which container a `log`, `exec` or `attach` request means, with
+/// upstream's rules and words (`validateContainer` in the pod registry):
+/// none named is fine when the pod has exactly one (regular) container;
+/// a named one may be any of the pod's containers, init containers
+/// included.
+pub(super) fn validate_container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let names = |key: &str| -> Vec<String> {
+        pod.pointer(key)
+            .and_then(|c| c.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let containers = names("/spec/containers");
+    let all: Vec<String> = containers
+        .iter()
+        .cloned()
+        .chain(names("/spec/initContainers"))
+        .collect();
+    match requested.filter(|c| !c.is_empty()) {
+        None if containers.len() == 1 => Ok(containers[0].clone()),
+        None => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            all.join(" ")
+        ))),
+        Some(c) if all.iter().any(|n| n == c) => Ok(c.to_string()),
+        Some(c) => Err(ApiError::bad_request(format!(
+            "container {c} is not valid for pod {name}"
+        ))),
+    }
+}
+
+/// Answers a `pods/{name}/log` request.
+pub async fn pod_log(api: &ApiServer, call: &Call) -> Result<Response, ApiError> {
+    // The pod says which node to ask.
+    let pod = parent_pod(api, &call.target)?;
     let name = call.target.name.clone().unwrap_or_default();
     let namespace = call.target.namespace.clone().unwrap_or_default();
-    let containers: Vec<String> = pod
-        .pointer("/spec/containers")
-        .and_then(|c| c.as_array())
-        .into_iter()
-        .flatten()
-        .chain(
-            pod.pointer("/spec/initContainers")
-                .and_then(|c| c.as_array())
-                .into_iter()
-                .flatten(),
-        )
-        .filter_map(|c| c["name"].as_str().map(str::to_string))
-        .collect();
-    let container = match call.query.get("container") {
-        Some(c) if !c.is_empty() => c.to_string(),
-        // Upstream's wording when a pod has several containers and the
-        // request names none.
-        _ if containers.len() == 1 => containers[0].clone(),
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            )));
-        }
-    };
-    if !containers.contains(&container) {
-        return Err(ApiError::bad_request(format!(
-            "container {container} is not valid for pod {name}"
-        )));
-    }
+    let container = validate_container(&pod, call.query.get("container"))?;
     let node = pod
         .pointer("/spec/nodeName")
         .and_then(|n| n.as_str())

@@ -52,10 +52,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::ApiServer;
-use super::handlers;
-use super::request::{Call, Query, parse_path};
+use super::logs::parent_pod;
+use super::request::parse_path;
 use super::status::ApiError;
 use crate::machinery::node_api::{NodeLogs, PortForwardRequest};
+use crate::machinery::remotecommand::encode;
 use crate::machinery::spdy::{self, Decoder, Encoder, FLAG_FIN, Frame};
 
 /// The WebSocket subprotocol of SPDY tunnelled in WebSocket (KEP-4006).
@@ -164,14 +165,7 @@ async fn upgrade(
 fn resolve(api: &ApiServer, namespace: &str, name: &str) -> Result<Target, ApiError> {
     let path = format!("/api/v1/namespaces/{namespace}/pods/{name}");
     let target = parse_path(&path).ok_or_else(ApiError::no_route)?;
-    let get = Call {
-        method: Method::GET,
-        target,
-        query: Query::default(),
-        headers: Default::default(),
-        body: Bytes::new(),
-    };
-    let pod = handlers::get(api, &get)?.body;
+    let pod = parent_pod(api, &target)?;
     let node = pod
         .pointer("/spec/nodeName")
         .and_then(|n| n.as_str())
@@ -469,20 +463,16 @@ async fn forward_spdy(
         flags: FLAG_FIN,
         data: Bytes::new(),
     };
-    let result = match port.parse::<u16>() {
-        Ok(p) if p > 0 => target.kubelet.port_forward(target.request(p)).await,
-        // The kubelet's words for a bad port header.
-        _ => Err(format!(
-            "error parsing port {port:?}: strconv.ParseUint: parsing {port:?}: invalid syntax"
-        )),
-    };
-    match result {
-        Err(message) => {
+    // Upstream's kubelet ignores a port header that does not parse and
+    // dials port 0, which fails like any port nothing listens on.
+    let port = port.parse::<u16>().unwrap_or(0);
+    match target.kubelet.port_forward(target.request(port)).await {
+        Err(why) => {
             let _ = out
                 .send(Frame::Data {
                     stream_id: error,
                     flags: 0,
-                    data: Bytes::from(message),
+                    data: Bytes::from(why),
                 })
                 .await;
         }
@@ -557,12 +547,11 @@ async fn channel_session(socket: WebSocket, target: Target, ports: Vec<u16>) {
         }
         let _ = sink.close().await;
     });
+    let message = |channel: u8, data: &[u8]| Message::Binary(encode(channel, data).into());
     // Every channel's first message names its port.
     for (i, port) in ports.iter().enumerate() {
         for ch in [2 * i as u8, 2 * i as u8 + 1] {
-            let mut m = vec![ch];
-            m.extend_from_slice(&port.to_le_bytes());
-            let _ = out.send(Message::Binary(m.into())).await;
+            let _ = out.send(message(ch, &port.to_le_bytes())).await;
         }
     }
     let (done_tx, mut done_rx) = mpsc::channel::<usize>(ports.len());
@@ -574,17 +563,11 @@ async fn channel_session(socket: WebSocket, target: Target, ports: Vec<u16>) {
         let (target, out, done) = (target.clone(), out.clone(), done_tx.clone());
         tasks.push(tokio::spawn(async move {
             let (data, error) = (2 * i as u8, 2 * i as u8 + 1);
-            let with = |ch: u8, b: &[u8]| {
-                let mut m = Vec::with_capacity(b.len() + 1);
-                m.push(ch);
-                m.extend_from_slice(b);
-                Message::Binary(m.into())
-            };
             match target.kubelet.port_forward(target.request(port)).await {
-                Err(message) => {
-                    let _ = out.send(with(error, message.as_bytes())).await;
+                Err(why) => {
+                    let _ = out.send(message(error, why.as_bytes())).await;
                 }
-                Ok(conn) => copy(conn, from_client, |b| with(data, &b), &out).await,
+                Ok(conn) => copy(conn, from_client, |b| message(data, &b), &out).await,
             }
             let _ = done.send(i).await;
         }));

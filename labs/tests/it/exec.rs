@@ -22,6 +22,7 @@ use labs::kubelet::{Kubelet, KubeletConfig};
 use labs::store::Store;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite;
 
 struct Setup {
     api: ApiServer,
@@ -128,16 +129,70 @@ impl Setup {
         self.dir.path().join("kubeconfig")
     }
 
+    /// `binary` pointed at this cluster, with a cache of its own.
+    fn kubectl_command(&self, binary: &str) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(binary);
+        cmd.arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .env_remove("KUBECONFIG")
+            .current_dir(self.dir.path())
+            .kill_on_drop(true);
+        cmd
+    }
+
     /// Run kubectl; stdout, stderr and the exit code.
     async fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (String, String, i32) {
-        kubectl_with(
-            &crate::kubectl(),
-            &self.kubeconfig(),
-            self.dir.path(),
-            args,
-            stdin,
+        self.kubectl_with(&crate::kubectl(), args, stdin).await
+    }
+
+    async fn kubectl_with(
+        &self,
+        binary: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> (String, String, i32) {
+        let mut child = self
+            .kubectl_command(binary)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        let mut pipe = child.stdin.take().unwrap();
+        if let Some(input) = stdin {
+            pipe.write_all(input.as_bytes()).await.unwrap();
+        }
+        drop(pipe);
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("kubectl finished within 60 s")
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.code().unwrap_or(-1),
         )
-        .await
+    }
+
+    /// A bare WebSocket client on `pods/web/exec?{query}`, offering
+    /// `protocols`.
+    async fn exec_socket(
+        &self,
+        query: &str,
+        protocols: &str,
+    ) -> Result<(Socket, tungstenite::handshake::client::Response), tungstenite::Error> {
+        use tungstenite::client::IntoClientRequest;
+        let url = format!(
+            "ws://{}/api/v1/namespaces/default/pods/web/exec?{query}",
+            self.addr
+        );
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
+        tokio_tungstenite::connect_async(req).await
     }
 
     async fn stop(mut self) {
@@ -149,40 +204,47 @@ impl Setup {
     }
 }
 
-async fn kubectl_with(
-    binary: &str,
-    kubeconfig: &Path,
-    dir: &Path,
-    args: &[&str],
-    stdin: Option<&str>,
-) -> (String, String, i32) {
-    let mut child = tokio::process::Command::new(binary)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .args(args)
-        .env_remove("KUBECONFIG")
-        .current_dir(dir)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    let mut pipe = child.stdin.take().unwrap();
-    if let Some(input) = stdin {
-        pipe.write_all(input.as_bytes()).await.unwrap();
-    }
-    drop(pipe);
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Every binary message until the server closes (30 s at most): the
+/// output, each message still with its channel byte, then the status on
+/// channel 3, decoded; and the close code.
+async fn until_close(ws: &mut Socket) -> (Vec<Vec<u8>>, serde_json::Value, Option<u16>) {
+    use tungstenite::Message;
+    let mut frames = Vec::new();
+    let mut code = None;
+    let read = async {
+        while let Some(Ok(msg)) = ws.next().await {
+            match msg {
+                Message::Binary(b) => frames.push(b.to_vec()),
+                Message::Close(frame) => {
+                    code = frame.map(|f| u16::from(f.code));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
         .await
-        .expect("kubectl finished within 60 s")
-        .unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.code().unwrap_or(-1),
-    )
+        .expect("the server closes within 30 s");
+    let status = frames.pop().expect("a status message");
+    assert_eq!(status[0], 3, "the status comes last, on channel 3");
+    let status = serde_json::from_slice(&status[1..]).unwrap();
+    (frames, status, code)
+}
+
+/// The data of `frames`, each of which must be on `channel`.
+fn on_channel(channel: u8, frames: &[Vec<u8>]) -> String {
+    let data: Vec<u8> = frames
+        .iter()
+        .flat_map(|f| {
+            assert_eq!(f[0], channel, "output on channel {channel} only");
+            f[1..].to_vec()
+        })
+        .collect();
+    String::from_utf8_lossy(&data).into_owned()
 }
 
 // ANCHOR: kubectl_exec_test
@@ -282,14 +344,13 @@ async fn kubectl_exec_and_cp_on_the_process_runtime() {
     // Once more with the dispatcher's kubectl, which picks a client by the
     // server's minor version.
     if Path::new("/usr/bin/kubectl").exists() {
-        let (out, err, code) = kubectl_with(
-            "/usr/bin/kubectl",
-            &s.kubeconfig(),
-            s.dir.path(),
-            &["exec", "web", "--", "/bin/sh", "-c", "echo hi; exit 3"],
-            None,
-        )
-        .await;
+        let (out, err, code) = s
+            .kubectl_with(
+                "/usr/bin/kubectl",
+                &["exec", "web", "--", "/bin/sh", "-c", "echo hi; exit 3"],
+                None,
+            )
+            .await;
         assert_eq!((out.as_str(), code), ("hi\n", 3), "{err}");
     }
     s.stop().await;
@@ -376,19 +437,13 @@ async fn kube_rs_speaks_the_same_protocol() {
 /// v5's `[255, 0]` closing stdin, the status on channel 3, then a close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_bytes_on_the_wire() {
-    use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tungstenite::Message;
     let s = Setup::start().await;
-    let url = format!(
-        "ws://{}/api/v1/namespaces/default/pods/web/exec?command=cat&stdin=true&stdout=true",
-        s.addr
-    );
-    let mut req = url.as_str().into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "v5.channel.k8s.io, v4.channel.k8s.io".parse().unwrap(),
-    );
-    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let cat = "command=cat&stdin=true&stdout=true";
+    let (mut ws, resp) = s
+        .exec_socket(cat, "v5.channel.k8s.io, v4.channel.k8s.io")
+        .await
+        .unwrap();
     assert_eq!(
         resp.headers()["sec-websocket-protocol"],
         "v5.channel.k8s.io"
@@ -402,37 +457,35 @@ async fn channel_bytes_on_the_wire() {
         .await
         .unwrap();
     ws.send(Message::binary(vec![255, 0])).await.unwrap();
-    let mut frames = Vec::new();
-    while let Some(Ok(msg)) = ws.next().await {
-        match msg {
-            Message::Binary(b) => frames.push(b.to_vec()),
-            Message::Close(frame) => {
-                assert_eq!(u16::from(frame.unwrap().code), 1000);
-                break;
-            }
-            _ => {}
-        }
-    }
-    let (status, output) = frames.split_last().unwrap();
-    let stdout: Vec<u8> = output
-        .iter()
-        .flat_map(|f| {
-            assert_eq!(f[0], 1, "output on stdout's channel");
-            f[1..].to_vec()
-        })
-        .collect();
-    assert_eq!(stdout, b"ping");
-    assert_eq!(status[0], 3);
-    let status: serde_json::Value = serde_json::from_slice(&status[1..]).unwrap();
+    let (output, status, close) = until_close(&mut ws).await;
+    assert_eq!(on_channel(1, &output), "ping");
     assert_eq!(status, json!({"metadata": {}, "status": "Success"}));
+    assert_eq!(close, Some(1000), "a normal close");
+
+    // v5 and v4 word a non-zero exit as their upstream roads do (the API
+    // server's translator, the kubelet); the exit code is the same.
+    for (protocol, message) in [
+        ("v5.channel.k8s.io", "command terminated with exit code 3"),
+        (
+            "v4.channel.k8s.io",
+            "error executing command [sh -c exit 3], exit code 3",
+        ),
+    ] {
+        let exit3 = "command=sh&command=-c&command=exit%203&stdout=true";
+        let (mut ws, _) = s.exec_socket(exit3, protocol).await.unwrap();
+        let (_, status, _) = until_close(&mut ws).await;
+        assert_eq!(
+            status["message"],
+            format!("command terminated with non-zero exit code: {message}")
+        );
+        assert_eq!(status["details"]["causes"][0]["message"], "3");
+    }
 
     // A protocol this server does not speak: refused before the upgrade.
-    let mut req = url.as_str().into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "base64.channel.k8s.io".parse().unwrap(),
-    );
-    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    let err = s
+        .exec_socket(cat, "base64.channel.k8s.io")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("400"), "{err}");
     s.stop().await;
 }
@@ -488,18 +541,9 @@ async fn a_terminal_through_kube_rs_and_raw_frames() {
     assert_eq!(cause.message.as_deref(), Some("5"));
 
     // The same as frames: resize on channel 4 before the keystrokes on 0.
-    use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = format!(
-        "ws://{}/api/v1/namespaces/default/pods/web/exec?command=/bin/sh&stdin=true&stdout=true&tty=true",
-        s.addr
-    );
-    let mut req = url.as_str().into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "v5.channel.k8s.io".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    use tungstenite::Message;
+    let shell = "command=/bin/sh&stdin=true&stdout=true&tty=true";
+    let (mut ws, _) = s.exec_socket(shell, "v5.channel.k8s.io").await.unwrap();
     ws.send(Message::binary(
         b"\x04{\"Width\":132,\"Height\":43}".to_vec(),
     ))
@@ -508,31 +552,10 @@ async fn a_terminal_through_kube_rs_and_raw_frames() {
     ws.send(Message::binary(b"\x00stty size; exit 7\n".to_vec()))
         .await
         .unwrap();
-    let mut frames = Vec::new();
-    let read = async {
-        while let Some(Ok(msg)) = ws.next().await {
-            match msg {
-                Message::Binary(b) => frames.push(b.to_vec()),
-                Message::Close(_) => break,
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), read)
-        .await
-        .expect("the shell exits");
-    let (status, output) = frames.split_last().unwrap();
-    let out: Vec<u8> = output
-        .iter()
-        .flat_map(|f| {
-            assert_eq!(f[0], 1, "a terminal writes only to stdout's channel");
-            f[1..].to_vec()
-        })
-        .collect();
-    let out = String::from_utf8_lossy(&out);
+    let (output, status, _) = until_close(&mut ws).await;
+    // A terminal writes only to stdout's channel.
+    let out = on_channel(1, &output);
     assert!(out.contains("43 132\r\n"), "{out:?}");
-    assert_eq!(status[0], 3);
-    let status: serde_json::Value = serde_json::from_slice(&status[1..]).unwrap();
     assert_eq!(status["details"]["causes"][0]["message"], "7");
     s.stop().await;
 }
@@ -638,17 +661,12 @@ async fn attach_through_kubectl_and_kube_rs() {
         }
     };
 
-    let mut kubectl = tokio::process::Command::new(crate::kubectl())
-        .arg("--kubeconfig")
-        .arg(s.kubeconfig())
-        .arg("--cache-dir")
-        .arg(s.dir.path().join("cache"))
+    let mut kubectl = s
+        .kubectl_command(&crate::kubectl())
         .args(["attach", "web", "-c", "app"])
-        .env_remove("KUBECONFIG")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("run kubectl");
     // The app logs to its stderr, and kubectl writes the container's

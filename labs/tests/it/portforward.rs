@@ -287,7 +287,6 @@ async fn kubectl_port_forward_reaches_the_pod() {
         let a = get(fwd.local).await.unwrap();
         assert!(a.contains(r#""version":"v1""#), "{a}");
     }
-    let _ = c.addr;
     c.stop().await;
 }
 
