@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, EvictParams, ListParams};
+use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use labs::cluster::{ClusterOptions, Components, start_simulated_kubelets};
 use labs::kubelet::runtime::simulated::SimulatedConfig;
+use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 use workbook::apiserver::TestServer;
 use workbook::cluster::wait_for;
@@ -394,9 +395,127 @@ async fn kube_rs_evict_is_201_or_429_by_the_budget() {
     .unwrap_err();
     assert_eq!(err.code, 409, "{err:?}");
     assert!(
-        err.message
-            .contains("Precondition failed: UID in precondition: not-this-one"),
+        err.message.contains(
+            "the UID in the precondition (not-this-one) does not match the UID in record"
+        ),
         "{err:?}"
     );
     stop(s, components, kubelets).await;
+}
+
+/// Sets a budget's status as the disruption controller would.
+async fn set_budget_status(pdbs: &Api<PodDisruptionBudget>, name: &str, allowed: i32) {
+    let status = json!({"status": {"observedGeneration": 1, "expectedPods": 2,
+        "desiredHealthy": 2 - allowed, "currentHealthy": 2, "disruptionsAllowed": allowed,
+        "disruptedPods": null}});
+    pdbs.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+}
+
+/// The eviction handler's own rules, on an API server with no controller
+/// and no kubelet: nothing changes a budget or a pod but the test and the
+/// eviction, so every answer is the handler's alone, and an evicted pod
+/// stays terminating for the test to look at.
+#[tokio::test(flavor = "multi_thread")]
+async fn eviction_rules_on_a_bare_api_server() {
+    let s = TestServer::start().await;
+    let pods: Api<Pod> = Api::default_namespaced(s.client());
+    let pdbs: Api<PodDisruptionBudget> = Api::default_namespaced(s.client());
+    // Two running, ready pods on node-1, as a kubelet would report them.
+    for name in ["web-1", "web-2"] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": "web"}},
+            "spec": {"nodeName": "node-1",
+                     "containers": [{"name": "app", "image": "workbook/demo-app:v1"}]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let status = json!({"status": {"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}]}});
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .unwrap();
+    }
+    let evict = |pod: &'static str| {
+        post_eviction(
+            &s,
+            pod,
+            json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod}}),
+        )
+    };
+
+    // policy/v1: an empty selector covers every pod of the namespace.
+    let all: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": "all"}, "spec": {"selector": {}, "maxUnavailable": 0},
+    }))
+    .unwrap();
+    pdbs.create(&PostParams::default(), &all).await.unwrap();
+    set_budget_status(&pdbs, "all", 0).await;
+    let err = evict("web-1").await.unwrap_err();
+    assert_eq!(err.code, 429, "{err:?}");
+    assert_eq!(
+        err.details.as_ref().unwrap().causes[0].message,
+        "The disruption budget all needs 2 healthy pods and has 2 currently"
+    );
+
+    // The Eviction's namespace must be the URL's.
+    let err = post_eviction(
+        &s,
+        "web-1",
+        json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": "web-1", "namespace": "kube-system"}}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, 400, "{err:?}");
+    assert_eq!(
+        err.message,
+        "the namespace of the provided object does not match the namespace sent on the request"
+    );
+
+    // Allowed: the pod is marked DisruptionTarget and terminates
+    // gracefully (no kubelet here to finish it); the budget is charged and
+    // notes the pod in the same write.
+    set_budget_status(&pdbs, "all", 1).await;
+    let ok = evict("web-1").await.expect("one disruption is allowed");
+    assert_eq!(ok.code, 201);
+    let pod = pods.get("web-1").await.unwrap();
+    assert!(pod.metadata.deletion_timestamp.is_some());
+    let conditions = pod.status.unwrap().conditions.unwrap();
+    let target = conditions
+        .iter()
+        .find(|c| c.type_ == "DisruptionTarget")
+        .expect("a DisruptionTarget condition");
+    assert_eq!(
+        (target.status.as_str(), target.reason.as_deref()),
+        ("True", Some("EvictionByEvictionAPI"))
+    );
+    let status = pdbs.get("all").await.unwrap().status.unwrap();
+    assert_eq!(status.disruptions_allowed, 0);
+    assert!(status.disrupted_pods.unwrap().contains_key("web-1"));
+    let condition = &status.conditions.unwrap()[0];
+    assert_eq!(
+        (
+            condition.type_.as_str(),
+            condition.status.as_str(),
+            condition.reason.as_str()
+        ),
+        ("DisruptionAllowed", "False", "InsufficientPods")
+    );
+    // A pod already terminating is evicted again without asking the
+    // budget, which allows nothing now.
+    evict("web-1").await.expect("a terminating pod goes freely");
+
+    // A budget without a selector covers nothing: web-2 goes, although the
+    // budget allows no disruption.
+    pdbs.delete("all", &Default::default()).await.unwrap();
+    let none: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": "none"}, "spec": {"maxUnavailable": 0},
+    }))
+    .unwrap();
+    pdbs.create(&PostParams::default(), &none).await.unwrap();
+    set_budget_status(&pdbs, "none", 0).await;
+    evict("web-2").await.expect("no budget covers web-2");
+    s.stop().await;
 }

@@ -98,6 +98,26 @@ async fn every_namespace_gets_a_default_service_account_and_pods_run_as_it() {
             + &bad
             + "\": pods \"three\" is forbidden: error looking up service account default/nobody: serviceaccount \"nobody\" not found"
     );
+    // Admission runs before a generated name exists: upstream names the pod
+    // by its prefix.
+    let mut generated: Pod =
+        serde_yaml::from_str(&POD_WITH_SA.replace("ACCOUNT", "nobody")).unwrap();
+    generated.metadata.name = None;
+    generated.metadata.generate_name = Some("three-".into());
+    let err = pods
+        .create(&PostParams::default(), &generated)
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        (status.code, status.message.as_str()),
+        (
+            403,
+            "pods \"three-\" is forbidden: error looking up service account default/nobody: serviceaccount \"nobody\" not found"
+        )
+    );
     components.shutdown().await.unwrap();
 }
 

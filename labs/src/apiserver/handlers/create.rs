@@ -128,17 +128,14 @@ fn service_account_admission(
         "error looking up service account {ns}/{name}: serviceaccount \"{name}\" not found"
     );
     let pods = resources::by_kind("Pod").expect("pods are served");
-    let pod_name = meta_str(pod, "name");
-    Err(if pod_name.is_empty() {
-        // Upstream's message for an object whose name is not known yet
-        // (`generateName`).
-        ApiError {
-            message: format!("pods is forbidden: {why}"),
-            ..ApiError::forbidden(pods, "", &why)
-        }
-    } else {
-        ApiError::forbidden(pods, pod_name, &why)
-    })
+    // Admission runs before a `generateName` becomes a name, so upstream's
+    // `admission.NewForbidden` names the pod by its prefix (`web-`), or
+    // `Unknown` if it has neither.
+    let pod_name = [meta_str(pod, "name"), meta_str(pod, "generateName")]
+        .into_iter()
+        .find(|n| !n.is_empty())
+        .unwrap_or("Unknown");
+    Err(ApiError::forbidden(pods, pod_name, &why))
 }
 // ANCHOR_END: service_account_admission
 

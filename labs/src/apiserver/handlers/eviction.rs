@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::delete::{DeleteOptions, delete_one, delete_options_from};
 use super::storage::{Write, guaranteed_update, object_from_kv};
-use super::{Reply, format_time, key_of, meta_str, target_name};
+use super::{Reply, key_of, meta_str, target_name};
 use crate::apiserver::ApiServer;
 use crate::apiserver::request::Call;
 use crate::apiserver::resources::{self, Resource};
@@ -51,6 +51,15 @@ pub fn evict(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
     if meta_str(&eviction, "name") != name {
         return Err(ApiError::bad_request(
             "name in URL does not match name in Eviction object",
+        ));
+    }
+    // What the create handler checks for every object posted, this one
+    // included (upstream's `EnsureObjectNamespaceMatchesRequestNamespace`).
+    let ns = call.target.namespace.as_deref().unwrap_or_default();
+    let body_ns = meta_str(&eviction, "namespace");
+    if !body_ns.is_empty() && body_ns != ns {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
         ));
     }
     let mut opts = delete_options_from(eviction.get("deleteOptions").unwrap_or(&Value::Null))?;
@@ -91,7 +100,6 @@ pub fn evict(api: &ApiServer, call: &Call) -> Result<Reply, ApiError> {
         }
     }
 
-    let ns = call.target.namespace.as_deref().unwrap_or_default();
     let budgets = budgets_of(api, ns, &pod);
     if budgets.len() > 1 {
         // Upstream answers with a bare Status of code 500 and no reason.
@@ -165,13 +173,14 @@ fn check_eviction_kind(eviction: &Value) -> Result<(), ApiError> {
 }
 
 /// Upstream's `canIgnorePDB`: a pod that is Pending, Succeeded or Failed,
-/// or already being deleted.
+/// or already being deleted. (Every pod is created `Pending`; a pod
+/// without a phase is not among these, as upstream.)
 fn can_ignore_budget(pod: &Value) -> bool {
     let phase = pod
         .pointer("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or("");
-    matches!(phase, "Pending" | "Succeeded" | "Failed" | "")
+    matches!(phase, "Pending" | "Succeeded" | "Failed")
         || pod.pointer("/metadata/deletionTimestamp").is_some()
 }
 
@@ -184,23 +193,28 @@ fn is_ready(pod: &Value) -> bool {
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-/// The budgets in the pod's namespace whose selector matches it, with
-/// their store keys. A budget without a selector, or with an empty one,
-/// matches nothing here ("if a PDB with a nil or empty selector creeps in,
-/// it should match nothing, not everything", says upstream).
+/// The budgets in the pod's namespace that cover it, with their store keys.
 fn budgets_of(api: &ApiServer, ns: &str, pod: &Value) -> Vec<(String, Value)> {
     let r = pdb_resource();
     let (kvs, _) = api.store().list(&r.prefix(Some(ns)));
     kvs.iter()
         .map(object_from_kv)
-        .filter(|pdb| {
-            pdb.pointer("/spec/selector")
-                .filter(|s| !s.is_null())
-                .and_then(|s| LabelSelector::from_api_value(s).ok())
-                .is_some_and(|sel| !sel.is_empty() && sel.matches_object(pod))
-        })
+        .filter(|pdb| covers(pdb, pod))
         .map(|pdb| (r.key(Some(ns), meta_str(&pdb, "name")), pdb))
         .collect()
+}
+
+/// Does the budget cover the pod? policy/v1's rule, the same the disruption
+/// controller counts by (`metav1.LabelSelectorAsSelector`): no selector
+/// covers nothing, an empty one (`{}`) every pod of the namespace. (In
+/// policy/v1beta1 an empty selector covered nothing; v1 changed that.)
+fn covers(pdb: &Value, pod: &Value) -> bool {
+    match pdb.pointer("/spec/selector") {
+        None | Some(Value::Null) => false,
+        Some(selector) => {
+            LabelSelector::from_api_value(selector).is_ok_and(|sel| sel.matches_object(pod))
+        }
+    }
 }
 
 fn pdb_resource() -> &'static Resource {
@@ -230,8 +244,7 @@ fn check_and_decrement(
         }
         let allowed = int("/status/disruptionsAllowed");
         if allowed < 0 {
-            return Err(ApiError::forbidden(
-                r,
+            return Err(budget_forbidden(
                 pdb_name,
                 "pdb disruptions allowed is negative",
             ));
@@ -241,8 +254,7 @@ fn check_and_decrement(
             .and_then(Value::as_object)
             .map_or(0, |m| m.len());
         if disrupted > MAX_DISRUPTED_PODS {
-            return Err(ApiError::forbidden(
-                r,
+            return Err(budget_forbidden(
                 pdb_name,
                 "DisruptedPods map too big - too many evictions not confirmed by PDB controller",
             ));
@@ -276,6 +288,17 @@ fn check_and_decrement(
 }
 // ANCHOR_END: check_and_decrement
 
+/// 403 for a budget whose status cannot be trusted. Upstream names the
+/// resource in the singular here (`policy.Resource("poddisruptionbudget")`).
+fn budget_forbidden(pdb_name: &str, why: &str) -> ApiError {
+    ApiError {
+        code: 403,
+        reason: "Forbidden",
+        message: format!("poddisruptionbudget.policy \"{pdb_name}\" is forbidden: {why}"),
+        details: Some(json!({"name": pdb_name, "group": "policy", "kind": "poddisruptionbudget"})),
+    }
+}
+
 /// 429 TooManyRequests with a `DisruptionBudget` cause (upstream's
 /// `NewTooManyRequests` plus the cause).
 fn too_many_requests(retry_after: i64, cause: &str) -> ApiError {
@@ -307,26 +330,16 @@ fn set_disruption_allowed_condition(pdb: &mut Value) {
         .pointer("/status/observedGeneration")
         .cloned()
         .unwrap_or(json!(0));
-    let conditions = pdb["status"]
-        .as_object_mut()
-        .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
-    let Some(Value::Array(conditions)) = conditions else {
-        return;
-    };
-    let changed_at = conditions
-        .iter()
-        .find(|c| c["type"] == "DisruptionAllowed" && c["status"] == "False")
-        .and_then(|c| c.get("lastTransitionTime").cloned())
-        .unwrap_or_else(|| json!(super::now()));
-    conditions.retain(|c| c["type"] != "DisruptionAllowed");
-    conditions.push(json!({
-        "type": "DisruptionAllowed",
-        "status": "False",
-        "reason": "InsufficientPods",
-        "message": "",
-        "observedGeneration": generation,
-        "lastTransitionTime": changed_at,
-    }));
+    set_condition(
+        pdb,
+        json!({
+            "type": "DisruptionAllowed",
+            "status": "False",
+            "reason": "InsufficientPods",
+            "message": "",
+            "observedGeneration": generation,
+        }),
+    );
 }
 
 // ANCHOR: add_condition_and_delete
@@ -346,14 +359,16 @@ fn add_condition_and_delete(
         let updated = guaranteed_update(api, key, |kv| {
             let kv = kv.ok_or_else(|| ApiError::not_found(pods, name))?;
             let mut pod = object_from_kv(kv);
+            // The preconditions are checked here, before the condition is
+            // written, in upstream's words (the delete's own check, later,
+            // words it differently).
             if let Some(uid) = &opts.uid
                 && uid != meta_str(&pod, "uid")
             {
-                return Err(ApiError::conflict_because(
-                    pods,
+                return Err(precondition_failed(
                     name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    format!(
+                        "the UID in the precondition ({uid}) does not match the UID in record ({}). The object might have been deleted and then recreated",
                         meta_str(&pod, "uid")
                     ),
                 ));
@@ -361,16 +376,15 @@ fn add_condition_and_delete(
             if let Some(rv) = &opts.resource_version
                 && *rv != kv.mod_revision.to_string()
             {
-                return Err(ApiError::conflict_because(
-                    pods,
+                return Err(precondition_failed(
                     name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    format!(
+                        "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
                         kv.mod_revision
                     ),
                 ));
             }
-            set_pod_condition(
+            set_condition(
                 &mut pod,
                 json!({
                     "type": "DisruptionTarget",
@@ -391,13 +405,27 @@ fn add_condition_and_delete(
 }
 // ANCHOR_END: add_condition_and_delete
 
-/// Sets a pod condition, keeping `lastTransitionTime` when the status does
-/// not change (upstream's `UpdatePodCondition`).
-fn set_pod_condition(pod: &mut Value, mut condition: Value) {
-    if !pod.get("status").is_some_and(Value::is_object) {
-        pod["status"] = json!({});
+/// 409 for a precondition of the Eviction's `deleteOptions` that the pod
+/// does not meet. Upstream names the resource `Pod` here (a GroupResource
+/// built by hand), not `pods`.
+fn precondition_failed(name: &str, why: String) -> ApiError {
+    ApiError {
+        code: 409,
+        reason: "Conflict",
+        message: format!("Operation cannot be fulfilled on Pod \"{name}\": {why}"),
+        details: Some(json!({"name": name, "kind": "Pod"})),
     }
-    let conditions = pod["status"]
+}
+
+/// Puts `condition` into `status.conditions`, replacing the one of the
+/// same type, and keeps its `lastTransitionTime` while the status stays the
+/// same: upstream's `UpdatePodCondition` for the pod, apimachinery's
+/// `SetStatusCondition` for the budget.
+fn set_condition(obj: &mut Value, mut condition: Value) {
+    if !obj.get("status").is_some_and(Value::is_object) {
+        obj["status"] = json!({});
+    }
+    let conditions = obj["status"]
         .as_object_mut()
         .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
     let Some(Value::Array(conditions)) = conditions else {
@@ -406,14 +434,10 @@ fn set_pod_condition(pod: &mut Value, mut condition: Value) {
     let old = conditions
         .iter()
         .position(|c| c["type"] == condition["type"]);
-    let since = match old {
-        Some(i) if conditions[i]["status"] == condition["status"] => conditions[i]
-            .get("lastTransitionTime")
-            .cloned()
-            .unwrap_or_else(|| json!(super::now())),
-        _ => json!(format_time(crate::machinery::clock::now())),
-    };
-    condition["lastTransitionTime"] = since;
+    condition["lastTransitionTime"] = old
+        .filter(|&i| conditions[i]["status"] == condition["status"])
+        .and_then(|i| conditions[i].get("lastTransitionTime").cloned())
+        .unwrap_or_else(|| json!(super::now()));
     match old {
         Some(i) => conditions[i] = condition,
         None => conditions.push(condition),
@@ -430,10 +454,39 @@ mod tests {
             assert!(can_ignore_budget(&json!({"status": {"phase": phase}})));
         }
         assert!(!can_ignore_budget(&json!({"status": {"phase": "Running"}})));
+        assert!(!can_ignore_budget(&json!({"status": {}})));
         assert!(can_ignore_budget(&json!({
             "metadata": {"deletionTimestamp": "2025-01-01T00:00:00Z"},
             "status": {"phase": "Running"},
         })));
+    }
+
+    #[test]
+    fn an_empty_selector_covers_every_pod_and_none_covers_nothing() {
+        let pod = json!({"metadata": {"name": "web-1", "labels": {"app": "web"}}});
+        let pdb = |selector: Value| json!({"spec": {"selector": selector}});
+        assert!(covers(&pdb(json!({"matchLabels": {"app": "web"}})), &pod));
+        assert!(!covers(&pdb(json!({"matchLabels": {"app": "db"}})), &pod));
+        assert!(covers(&pdb(json!({})), &pod));
+        assert!(!covers(&pdb(Value::Null), &pod));
+        assert!(!covers(&json!({"spec": {}}), &pod));
+    }
+
+    #[test]
+    fn refusals_of_a_broken_budget_or_precondition_read_as_upstream() {
+        let s = budget_forbidden("web", "pdb disruptions allowed is negative").to_status();
+        assert_eq!(
+            s["message"],
+            "poddisruptionbudget.policy \"web\" is forbidden: pdb disruptions allowed is negative"
+        );
+        let s = precondition_failed("web-1", "the UID in the precondition (a) does not match the UID in record (b). The object might have been deleted and then recreated".into()).to_status();
+        assert_eq!(s["code"], 409);
+        assert!(
+            s["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Operation cannot be fulfilled on Pod \"web-1\": the UID")
+        );
     }
 
     #[test]

@@ -150,9 +150,8 @@ struct PodEvents(Arc<Shared>);
 
 impl PodEvents {
     fn enqueue_budgets_of(&self, pod: &Pod) {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
         for pdb in self.0.budgets.state() {
-            if pdb.metadata.namespace.as_deref() == Some(ns) && selects(&pdb, pod) {
+            if pods_of(&pdb)(pod) {
                 self.0.queue.add(key_of(&*pdb));
             }
         }
@@ -177,14 +176,22 @@ impl EventHandler<Pod> for PodEvents {
     }
 }
 
-/// Does the budget select the pod? No selector selects nothing; an empty
-/// one selects every pod of the namespace (policy/v1).
-fn selects(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
-    let Some(selector) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
-        return false;
-    };
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
-    as_selector(selector).is_some_and(|s| s.matches(&labels))
+/// Which pods the budget selects, its selector parsed once: the pods of
+/// its namespace that the selector matches. No selector (or one this
+/// controller cannot read) selects nothing; an empty one selects every pod
+/// of the namespace (policy/v1; the eviction handler counts by the same
+/// rule).
+fn pods_of(pdb: &PodDisruptionBudget) -> impl Fn(&Pod) -> bool {
+    let ns = pdb.metadata.namespace.clone();
+    let selector = pdb
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .and_then(as_selector);
+    move |pod| {
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        pod.metadata.namespace == ns && selector.as_ref().is_some_and(|s| s.matches(&labels))
+    }
 }
 
 impl Shared {
@@ -194,11 +201,12 @@ impl Shared {
             return Ok(Action::AwaitChange);
         };
         let ns = pdb.metadata.namespace.clone().unwrap_or_default();
+        let selected = pods_of(&pdb);
         let pods: Vec<Arc<Pod>> = self
             .pods
             .state()
             .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(&ns) && selects(&pdb, p))
+            .filter(|p| selected(p))
             .collect();
         let pods: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
         let now = clock::now();

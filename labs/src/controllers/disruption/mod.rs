@@ -279,7 +279,8 @@ pub fn try_sync(
             type_: "Warning",
             reason: "NotDeleted",
             message: format!(
-                "Pod was expected by PDB {} to be deleted but it wasn't",
+                "Pod was expected by PDB {}/{} to be deleted but it wasn't",
+                pdb.metadata.namespace.as_deref().unwrap_or_default(),
                 pdb.metadata.name.as_deref().unwrap_or_default()
             ),
         });
