@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     History, PodMetric, Policy, Rules, cpu_replicas, default_scale_down, default_scale_up,
-    limit_rate, stabilize,
+    limit_rate, limit_without_behavior, stabilize, stabilize_without_behavior,
 };
 use crate::machinery::events::EventRecorder;
 use crate::machinery::informer::{EnqueueKey, Informer};
@@ -257,16 +257,24 @@ impl Shared {
             let calc = match calc {
                 Ok(c) => c,
                 Err(e) => {
-                    let message = format!(
-                        "the HPA was unable to compute the replica count: failed to get cpu utilization: {e}"
-                    );
+                    let message = format!("failed to get cpu utilization: {e}");
                     conditions.push(condition(
                         "ScalingActive",
                         false,
                         "FailedGetResourceMetric",
-                        message.clone(),
+                        format!("the HPA was unable to compute the replica count: {message}"),
                     ));
-                    self.record(&hpa, "Warning", "FailedGetResourceMetric", message);
+                    // Upstream's two Events, as `kubectl describe hpa`
+                    // shows them when metrics are missing.
+                    self.record(&hpa, "Warning", "FailedGetResourceMetric", message.clone());
+                    self.record(
+                        &hpa,
+                        "Warning",
+                        "FailedComputeMetricsReplicas",
+                        format!(
+                            "invalid metrics (1 invalid out of 1), first error is: failed to get cpu resource metric value: {message}"
+                        ),
+                    );
                     self.write_status(&hpa, Some(current), None, conditions, None)
                         .await?;
                     return Ok(resync);
@@ -295,7 +303,12 @@ impl Shared {
                 recommendations: vec![(now, current)],
                 scale_events: Vec::new(),
             });
-            let stabilized = stabilize(calc.replicas, current, history, &up, &down, now);
+            // Without `spec.behavior` (as `kubectl autoscale` creates it)
+            // upstream takes its older path; with it, the rules.
+            let stabilized = match behavior {
+                None => stabilize_without_behavior(calc.replicas, history, now),
+                Some(_) => stabilize(calc.replicas, current, history, &up, &down, now),
+            };
             // AbleToScale says whether the window held the count back.
             conditions[0] = if stabilized == calc.replicas {
                 condition(
@@ -319,8 +332,10 @@ impl Shared {
                     "recent recommendations were higher than current one, applying the highest recent recommendation".into(),
                 )
             };
-            let (desired, limit_reason, limit_message) =
-                limit_rate(stabilized, current, (min, max), history, &up, &down, now);
+            let (desired, limit_reason, limit_message) = match behavior {
+                None => limit_without_behavior(stabilized, current, (min, max)),
+                Some(_) => limit_rate(stabilized, current, (min, max), history, &up, &down, now),
+            };
             conditions.push(condition(
                 "ScalingLimited",
                 desired != stabilized,
@@ -362,13 +377,17 @@ impl Shared {
                             "the HPA controller was able to update the target scale to {desired}"
                         ),
                     );
-                    self.history
-                        .lock()
-                        .unwrap()
-                        .entry(key.to_string())
-                        .or_default()
-                        .scale_events
-                        .push((now, desired - current));
+                    // Only the behavior rules look back at past changes
+                    // (upstream's `storeScaleEvent`).
+                    if spec.behavior.is_some() {
+                        self.history
+                            .lock()
+                            .unwrap()
+                            .entry(key.to_string())
+                            .or_default()
+                            .scale_events
+                            .push((now, desired - current));
+                    }
                     last_scale_time = Some(Time(now));
                     self.record(
                         &hpa,
@@ -384,7 +403,12 @@ impl Shared {
                         "FailedUpdateScale",
                         format!("the HPA controller was unable to update the target scale: {e}"),
                     );
-                    self.record(&hpa, "Warning", "FailedRescale", e.to_string());
+                    self.record(
+                        &hpa,
+                        "Warning",
+                        "FailedRescale",
+                        format!("New size: {desired}; reason: {reason}; error: {e}"),
+                    );
                 }
             }
         }
@@ -440,11 +464,21 @@ impl Shared {
         let mut metrics = HashMap::new();
         for m in items {
             let name = m["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let mut total = 0;
-            for c in m["containers"].as_array().into_iter().flatten() {
-                let cpu = c["usage"]["cpu"].as_str().unwrap_or("0");
-                total += crate::machinery::quantity::parse_cpu_millis(cpu).unwrap_or(0);
-            }
+            // A pod with no containers reported, or a container without a
+            // cpu figure, has no metric: the calculator counts it as
+            // missing (upstream's `getPodMetrics`).
+            let containers = m["containers"].as_array().cloned().unwrap_or_default();
+            let cpu: Option<i64> = containers
+                .iter()
+                .map(|c| {
+                    c["usage"]["cpu"]
+                        .as_str()
+                        .and_then(|q| crate::machinery::quantity::parse_cpu_millis(q).ok())
+                })
+                .sum();
+            let (Some(total), false) = (cpu, containers.is_empty()) else {
+                continue;
+            };
             let timestamp = m["timestamp"]
                 .as_str()
                 .and_then(|t| t.parse::<Timestamp>().ok())
