@@ -11,7 +11,7 @@
 //! Upstream: `pkg/controller/podautoscaler/horizontal.go`
 //! (`reconcileAutoscaler`, `normalizeDesiredReplicasWithBehaviors`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ use super::{
     limit_rate, limit_without_behavior, stabilize, stabilize_without_behavior,
 };
 use crate::machinery::events::EventRecorder;
-use crate::machinery::informer::{EnqueueKey, Informer};
+use crate::machinery::informer::{EventHandler, Informer, key_of};
 use crate::machinery::workqueue::{Action, WorkQueue, run_controller};
 
 /// The component name on its Events, as upstream.
@@ -90,10 +90,16 @@ impl HorizontalController {
             COMPONENT,
             shutdown.clone(),
         ));
-        let informer = tokio::spawn(self.informer.run(
-            Arc::new(EnqueueKey(Arc::clone(&self.queue))),
-            shutdown.clone(),
-        ));
+        let every_period = Arc::new(EveryPeriod {
+            queue: Arc::clone(&self.queue),
+            period: shared.options.sync_period,
+            waiting: Mutex::default(),
+            shutdown: shutdown.clone(),
+        });
+        let informer = tokio::spawn(
+            self.informer
+                .run(Arc::new(Arc::clone(&every_period)), shutdown.clone()),
+        );
         let store = shared.hpas.clone();
         let workers = Arc::clone(&shared);
         run_controller(
@@ -104,7 +110,21 @@ impl HorizontalController {
             shutdown,
             move |key: String| {
                 let shared = Arc::clone(&workers);
-                async move { shared.sync(&key).await }
+                let every_period = Arc::clone(&every_period);
+                async move {
+                    // Whatever happened, the next sync is one period away
+                    // (upstream re-adds the key after every sync, errors
+                    // included, unless the HPA is gone).
+                    match shared.sync(&key).await {
+                        Ok(Action::AwaitChange) => {}
+                        Ok(Action::RequeueAfter(_)) => every_period.enqueue(key),
+                        Err(err) => {
+                            tracing::warn!(%key, %err, "HPA sync failed; retrying next period");
+                            every_period.enqueue(key);
+                        }
+                    }
+                    Ok::<_, anyhow::Error>(Action::AwaitChange)
+                }
             },
         )
         .await?;
@@ -112,6 +132,56 @@ impl HorizontalController {
         Ok(())
     }
 }
+
+// ANCHOR: every_period
+/// How HPAs reach the queue: every add, change or delete, and every
+/// finished sync, queues the key **one sync period later**, and a key
+/// already waiting is not queued twice. So an HPA is synced every 15 s and
+/// no more often — not even right after its own status write, or right
+/// after it is created (its first status appears after 15 s). Upstream gets
+/// this from a work queue whose rate limiter always answers "one resync
+/// period" (`NewDefaultHPARateLimiter`, `enqueueHPA`). It matters: each
+/// sync may scale up to max(2 × current, 4), so extra syncs would scale
+/// faster than the rules allow.
+struct EveryPeriod {
+    queue: Arc<WorkQueue>,
+    period: Duration,
+    /// Keys with a delayed add pending.
+    waiting: Mutex<HashSet<String>>,
+    shutdown: CancellationToken,
+}
+
+impl EveryPeriod {
+    fn enqueue(self: &Arc<Self>, key: String) {
+        if !self.waiting.lock().unwrap().insert(key.clone()) {
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(this.period) => {
+                    this.waiting.lock().unwrap().remove(&key);
+                    this.queue.add(key);
+                }
+                _ = this.shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+impl EventHandler<HorizontalPodAutoscaler> for Arc<EveryPeriod> {
+    fn on_add(&self, obj: &HorizontalPodAutoscaler) {
+        self.enqueue(key_of(obj));
+    }
+    fn on_update(&self, _old: &HorizontalPodAutoscaler, obj: &HorizontalPodAutoscaler) {
+        self.enqueue(key_of(obj));
+    }
+    fn on_delete(&self, obj: &HorizontalPodAutoscaler) {
+        // The sync finds it gone and forgets its history.
+        self.enqueue(key_of(obj));
+    }
+}
+// ANCHOR_END: every_period
 
 /// `spec.behavior` with upstream's defaults for what is not given.
 fn rules(given: Option<&HPAScalingRules>, default: Rules) -> Rules {
