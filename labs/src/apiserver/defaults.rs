@@ -61,8 +61,10 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
 // ANCHOR: default_hpa
 /// autoscaling/v2's `SetDefaults_HorizontalPodAutoscaler`: at least one
 /// replica, and without metrics the classic target — 80 % of the pods'
-/// CPU requests. (`behavior` is defaulted only where it is given; the
-/// controller applies the default rules when it is absent.)
+/// CPU requests. `behavior` is filled in only when it is given (then both
+/// directions get every missing field; the scale-down window stays unset,
+/// as the controller takes it from its own flag); an HPA without it keeps
+/// the controller's older scaling path.
 fn default_hpa(obj: &mut Map<String, Value>) {
     let Some(spec) = child(obj, "spec") else {
         return;
@@ -78,6 +80,22 @@ fn default_hpa(obj: &mut Map<String, Value>) {
             json!([{"type": "Resource", "resource": {"name": "cpu",
                 "target": {"type": "Utilization", "averageUtilization": 80}}}]),
         );
+    }
+    // Not `child`: an absent `behavior` must stay absent.
+    if let Some(behavior) = spec.get_mut("behavior").and_then(Value::as_object_mut) {
+        let up = json!({"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+            {"type": "Pods", "value": 4, "periodSeconds": 15},
+            {"type": "Percent", "value": 100, "periodSeconds": 15}]});
+        let down = json!({"selectPolicy": "Max", "policies": [
+            {"type": "Percent", "value": 100, "periodSeconds": 15}]});
+        for (direction, defaults) in [("scaleUp", up), ("scaleDown", down)] {
+            let Some(rules) = child(behavior, direction) else {
+                continue;
+            };
+            for (k, v) in defaults.as_object().expect("an object") {
+                set_default(rules, k, v.clone());
+            }
+        }
     }
 }
 // ANCHOR_END: default_hpa

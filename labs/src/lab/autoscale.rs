@@ -145,20 +145,20 @@ impl Lab<'_> {
         say!(self);
         say!(
             self,
-            "# Traffic arrives: the app needs 450m of CPU in all, shared by its pods."
+            "# Traffic arrives: the app needs 400m of CPU in all, shared by its pods."
         );
         say!(
             self,
-            "# The HPA syncs every 15 s; it may at most double or add 4 pods per 15 s."
+            "# The HPA syncs every 15 s; each sync may go to at most max(2 x current, 4) pods."
         );
-        self.load.set(IMAGE, 450);
-        let peak_seen = self.watch("450m", Duration::from_secs(120)).await?;
+        self.load.set(IMAGE, 400);
+        let peak_seen = self.watch("400m", Duration::from_secs(120)).await?;
         self.outcome.peak = peak_seen;
 
         say!(self);
         say!(
             self,
-            "# Traffic drops to 45m. The HPA computes 1 pod at once, but scales down only"
+            "# Traffic drops to 40m. The HPA computes 1 pod at once, but scales down only"
         );
         say!(
             self,
@@ -166,9 +166,9 @@ impl Lab<'_> {
         );
         say!(
             self,
-            "# window): 5 minutes after its last sync under load, 9 becomes 1."
+            "# window): at its first sync over 5 minutes after its last one under load, 8 becomes 1."
         );
-        self.load.set(IMAGE, 45);
+        self.load.set(IMAGE, 40);
         let dropped = Instant::now();
         let mut last = None;
         let mut t = 0;

@@ -301,3 +301,65 @@ async fn an_older_kubectl_autoscales_through_v1() {
     assert!(yaml.contains("maxReplicas: 5"), "{yaml}");
     c.stop().await;
 }
+
+/// `spec.behavior`: absent stays absent (kubectl autoscale's HPA takes
+/// the controller's older path); given in part, the API server fills in
+/// the rest as upstream's `SetDefaults_HorizontalPodAutoscalerBehavior`
+/// does; bad rules are a 422 with field paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behavior_is_defaulted_where_given_and_validated() {
+    let c = Cluster::start().await;
+    let (ok, out) = c
+        .kubectl_with(&crate::kubectl(), &["apply", "-f", "-"], Some(DEPLOYMENT))
+        .await;
+    assert!(ok, "{out}");
+    c.kubectl(&["autoscale", "deploy", "web", "--max=4", "--cpu-percent=80"])
+        .await;
+    let behavior = c
+        .kubectl(&["get", "hpa", "web", "-o", "jsonpath={.spec.behavior}"])
+        .await;
+    assert_eq!(behavior.trim(), "", "kubectl autoscale sets no behavior");
+
+    let partial = r#"{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+      "metadata": {"name": "tuned"},
+      "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+               "maxReplicas": 4,
+               "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}}}"#;
+    let (ok, out) = c
+        .kubectl_with(&crate::kubectl(), &["create", "-f", "-"], Some(partial))
+        .await;
+    assert!(ok, "{out}");
+    let got = c
+        .kubectl(&["get", "hpa", "tuned", "-o", "jsonpath={.spec.behavior}"])
+        .await;
+    let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({
+            "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+                {"type": "Pods", "value": 4, "periodSeconds": 15},
+                {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+            "scaleDown": {"stabilizationWindowSeconds": 60, "selectPolicy": "Max", "policies": [
+                {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+        })
+    );
+
+    let bad = r#"{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+      "metadata": {"name": "bad"},
+      "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 4,
+               "behavior": {"scaleUp": {"stabilizationWindowSeconds": 4000, "selectPolicy": "Fast",
+                 "policies": [{"type": "Pods", "value": 0, "periodSeconds": 3600}]}}}}"#;
+    let (ok, out) = c
+        .kubectl_with(&crate::kubectl(), &["create", "-f", "-"], Some(bad))
+        .await;
+    assert!(!ok, "{out}");
+    for want in [
+        "spec.behavior.scaleUp.stabilizationWindowSeconds: Invalid value: 4000: must be less than or equal to 3600",
+        r#"spec.behavior.scaleUp.selectPolicy: Unsupported value: "Fast""#,
+        "spec.behavior.scaleUp.policies[0].value: Invalid value: 0: must be greater than zero",
+        "spec.behavior.scaleUp.policies[0].periodSeconds: Invalid value: 3600: must be less than or equal to 1800",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in {out}");
+    }
+    c.stop().await;
+}

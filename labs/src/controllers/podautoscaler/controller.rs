@@ -11,7 +11,7 @@
 //! Upstream: `pkg/controller/podautoscaler/horizontal.go`
 //! (`reconcileAutoscaler`, `normalizeDesiredReplicasWithBehaviors`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,10 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     History, PodMetric, Policy, Rules, cpu_replicas, default_scale_down, default_scale_up,
-    limit_rate, stabilize,
+    limit_rate, limit_without_behavior, stabilize, stabilize_without_behavior,
 };
 use crate::machinery::events::EventRecorder;
-use crate::machinery::informer::{EnqueueKey, Informer};
+use crate::machinery::informer::{EventHandler, Informer, key_of};
 use crate::machinery::workqueue::{Action, WorkQueue, run_controller};
 
 /// The component name on its Events, as upstream.
@@ -90,10 +90,16 @@ impl HorizontalController {
             COMPONENT,
             shutdown.clone(),
         ));
-        let informer = tokio::spawn(self.informer.run(
-            Arc::new(EnqueueKey(Arc::clone(&self.queue))),
-            shutdown.clone(),
-        ));
+        let every_period = Arc::new(EveryPeriod {
+            queue: Arc::clone(&self.queue),
+            period: shared.options.sync_period,
+            waiting: Mutex::default(),
+            shutdown: shutdown.clone(),
+        });
+        let informer = tokio::spawn(
+            self.informer
+                .run(Arc::new(Arc::clone(&every_period)), shutdown.clone()),
+        );
         let store = shared.hpas.clone();
         let workers = Arc::clone(&shared);
         run_controller(
@@ -104,7 +110,21 @@ impl HorizontalController {
             shutdown,
             move |key: String| {
                 let shared = Arc::clone(&workers);
-                async move { shared.sync(&key).await }
+                let every_period = Arc::clone(&every_period);
+                async move {
+                    // Whatever happened, the next sync is one period away
+                    // (upstream re-adds the key after every sync, errors
+                    // included, unless the HPA is gone).
+                    match shared.sync(&key).await {
+                        Ok(Action::AwaitChange) => {}
+                        Ok(Action::RequeueAfter(_)) => every_period.enqueue(key),
+                        Err(err) => {
+                            tracing::warn!(%key, %err, "HPA sync failed; retrying next period");
+                            every_period.enqueue(key);
+                        }
+                    }
+                    Ok::<_, anyhow::Error>(Action::AwaitChange)
+                }
             },
         )
         .await?;
@@ -112,6 +132,56 @@ impl HorizontalController {
         Ok(())
     }
 }
+
+// ANCHOR: every_period
+/// How HPAs reach the queue: every add, change or delete, and every
+/// finished sync, queues the key **one sync period later**, and a key
+/// already waiting is not queued twice. So an HPA is synced every 15 s and
+/// no more often — not even right after its own status write, or right
+/// after it is created (its first status appears after 15 s). Upstream gets
+/// this from a work queue whose rate limiter always answers "one resync
+/// period" (`NewDefaultHPARateLimiter`, `enqueueHPA`). It matters: each
+/// sync may scale up to max(2 × current, 4), so extra syncs would scale
+/// faster than the rules allow.
+struct EveryPeriod {
+    queue: Arc<WorkQueue>,
+    period: Duration,
+    /// Keys with a delayed add pending.
+    waiting: Mutex<HashSet<String>>,
+    shutdown: CancellationToken,
+}
+
+impl EveryPeriod {
+    fn enqueue(self: &Arc<Self>, key: String) {
+        if !self.waiting.lock().unwrap().insert(key.clone()) {
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(this.period) => {
+                    this.waiting.lock().unwrap().remove(&key);
+                    this.queue.add(key);
+                }
+                _ = this.shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+impl EventHandler<HorizontalPodAutoscaler> for Arc<EveryPeriod> {
+    fn on_add(&self, obj: &HorizontalPodAutoscaler) {
+        self.enqueue(key_of(obj));
+    }
+    fn on_update(&self, _old: &HorizontalPodAutoscaler, obj: &HorizontalPodAutoscaler) {
+        self.enqueue(key_of(obj));
+    }
+    fn on_delete(&self, obj: &HorizontalPodAutoscaler) {
+        // The sync finds it gone and forgets its history.
+        self.enqueue(key_of(obj));
+    }
+}
+// ANCHOR_END: every_period
 
 /// `spec.behavior` with upstream's defaults for what is not given.
 fn rules(given: Option<&HPAScalingRules>, default: Rules) -> Rules {
@@ -257,16 +327,24 @@ impl Shared {
             let calc = match calc {
                 Ok(c) => c,
                 Err(e) => {
-                    let message = format!(
-                        "the HPA was unable to compute the replica count: failed to get cpu utilization: {e}"
-                    );
+                    let message = format!("failed to get cpu utilization: {e}");
                     conditions.push(condition(
                         "ScalingActive",
                         false,
                         "FailedGetResourceMetric",
-                        message.clone(),
+                        format!("the HPA was unable to compute the replica count: {message}"),
                     ));
-                    self.record(&hpa, "Warning", "FailedGetResourceMetric", message);
+                    // Upstream's two Events, as `kubectl describe hpa`
+                    // shows them when metrics are missing.
+                    self.record(&hpa, "Warning", "FailedGetResourceMetric", message.clone());
+                    self.record(
+                        &hpa,
+                        "Warning",
+                        "FailedComputeMetricsReplicas",
+                        format!(
+                            "invalid metrics (1 invalid out of 1), first error is: failed to get cpu resource metric value: {message}"
+                        ),
+                    );
                     self.write_status(&hpa, Some(current), None, conditions, None)
                         .await?;
                     return Ok(resync);
@@ -295,7 +373,12 @@ impl Shared {
                 recommendations: vec![(now, current)],
                 scale_events: Vec::new(),
             });
-            let stabilized = stabilize(calc.replicas, current, history, &up, &down, now);
+            // Without `spec.behavior` (as `kubectl autoscale` creates it)
+            // upstream takes its older path; with it, the rules.
+            let stabilized = match behavior {
+                None => stabilize_without_behavior(calc.replicas, history, now),
+                Some(_) => stabilize(calc.replicas, current, history, &up, &down, now),
+            };
             // AbleToScale says whether the window held the count back.
             conditions[0] = if stabilized == calc.replicas {
                 condition(
@@ -319,8 +402,10 @@ impl Shared {
                     "recent recommendations were higher than current one, applying the highest recent recommendation".into(),
                 )
             };
-            let (desired, limit_reason, limit_message) =
-                limit_rate(stabilized, current, (min, max), history, &up, &down, now);
+            let (desired, limit_reason, limit_message) = match behavior {
+                None => limit_without_behavior(stabilized, current, (min, max)),
+                Some(_) => limit_rate(stabilized, current, (min, max), history, &up, &down, now),
+            };
             conditions.push(condition(
                 "ScalingLimited",
                 desired != stabilized,
@@ -362,13 +447,17 @@ impl Shared {
                             "the HPA controller was able to update the target scale to {desired}"
                         ),
                     );
-                    self.history
-                        .lock()
-                        .unwrap()
-                        .entry(key.to_string())
-                        .or_default()
-                        .scale_events
-                        .push((now, desired - current));
+                    // Only the behavior rules look back at past changes
+                    // (upstream's `storeScaleEvent`).
+                    if spec.behavior.is_some() {
+                        self.history
+                            .lock()
+                            .unwrap()
+                            .entry(key.to_string())
+                            .or_default()
+                            .scale_events
+                            .push((now, desired - current));
+                    }
                     last_scale_time = Some(Time(now));
                     self.record(
                         &hpa,
@@ -384,7 +473,12 @@ impl Shared {
                         "FailedUpdateScale",
                         format!("the HPA controller was unable to update the target scale: {e}"),
                     );
-                    self.record(&hpa, "Warning", "FailedRescale", e.to_string());
+                    self.record(
+                        &hpa,
+                        "Warning",
+                        "FailedRescale",
+                        format!("New size: {desired}; reason: {reason}; error: {e}"),
+                    );
                 }
             }
         }
@@ -440,11 +534,21 @@ impl Shared {
         let mut metrics = HashMap::new();
         for m in items {
             let name = m["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let mut total = 0;
-            for c in m["containers"].as_array().into_iter().flatten() {
-                let cpu = c["usage"]["cpu"].as_str().unwrap_or("0");
-                total += crate::machinery::quantity::parse_cpu_millis(cpu).unwrap_or(0);
-            }
+            // A pod with no containers reported, or a container without a
+            // cpu figure, has no metric: the calculator counts it as
+            // missing (upstream's `getPodMetrics`).
+            let containers = m["containers"].as_array().cloned().unwrap_or_default();
+            let cpu: Option<i64> = containers
+                .iter()
+                .map(|c| {
+                    c["usage"]["cpu"]
+                        .as_str()
+                        .and_then(|q| crate::machinery::quantity::parse_cpu_millis(q).ok())
+                })
+                .sum();
+            let (Some(total), false) = (cpu, containers.is_empty()) else {
+                continue;
+            };
             let timestamp = m["timestamp"]
                 .as_str()
                 .and_then(|t| t.parse::<Timestamp>().ok())

@@ -17,6 +17,13 @@
 //! 3. [`limit_rate`] — the scaling policies (by default at most double or
 //!    +4 pods per 15 s up, anything per 15 s down) and the min/max bounds.
 //!
+//! Steps 2 and 3 have two forms upstream. An HPA with `spec.behavior` (any
+//! part of it) gets the rules above, with the API server filling in the
+//! defaults. An HPA without it — what `kubectl autoscale` creates — takes
+//! the older path that `behavior` was designed to reproduce:
+//! [`stabilize_without_behavior`] (the same 5-minute scale-down window)
+//! and [`limit_without_behavior`] (up to max(2 × current, 4) per sync).
+//!
 //! The plumbing (informer, resync, API calls) is in [`controller`].
 //! Upstream: `pkg/controller/podautoscaler/{replica_calculator.go,
 //! horizontal.go}`. Left out: Pods/Object/External and memory metrics,
@@ -144,8 +151,11 @@ pub fn cpu_replicas(
     for pod in pods {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        // Terminating and failed pods are ignored altogether.
-        if pod.metadata.deletion_timestamp.is_some() || phase == Some("Failed") {
+        // Terminating and terminal (Failed or Succeeded) pods are ignored
+        // altogether.
+        if pod.metadata.deletion_timestamp.is_some()
+            || matches!(phase, Some("Failed" | "Succeeded"))
+        {
             continue;
         }
         if phase == Some("Pending") {
@@ -185,7 +195,6 @@ pub fn cpu_replicas(
     }
     let requests: HashMap<String, i64> = pods
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
         .map(|p| Ok((p.metadata.name.clone().unwrap_or_default(), cpu_request(p)?)))
         .collect::<Result<_, String>>()?;
     let (ratio, utilization, raw_average) =
@@ -332,6 +341,69 @@ pub fn stabilize(
     current.max(up_rec).min(down_rec)
 }
 // ANCHOR_END: stabilize
+
+// ANCHOR: without_behavior
+/// `--horizontal-pod-autoscaler-downscale-stabilization`: the scale-down
+/// window of an HPA without `spec.behavior`.
+pub const DOWNSCALE_STABILIZATION_WINDOW: Duration = Duration::from_secs(300);
+
+/// Upstream's `stabilizeRecommendation`, for an HPA without
+/// `spec.behavior` (what `kubectl autoscale` creates): the highest
+/// recommendation of the last 5 minutes, with no window on the way up.
+/// Records `desired` as a new recommendation.
+pub fn stabilize_without_behavior(desired: i32, history: &mut History, now: Timestamp) -> i32 {
+    let cutoff = now - DOWNSCALE_STABILIZATION_WINDOW;
+    history.recommendations.retain(|&(at, _)| at >= cutoff);
+    let highest = history
+        .recommendations
+        .iter()
+        .map(|&(_, rec)| rec)
+        .fold(desired, i32::max);
+    history.recommendations.push((now, desired));
+    highest
+}
+
+/// Upstream's `convertDesiredReplicasWithRules`, for an HPA without
+/// `spec.behavior`: the older rate limit — at most max(2 × current, 4)
+/// replicas after any one sync, nothing remembered between syncs — and the
+/// `(minReplicas, maxReplicas)` bounds. (The documented `behavior`
+/// defaults, +4 pods or +100 % per 15 s, apply once `behavior` is set.)
+pub fn limit_without_behavior(
+    desired: i32,
+    current: i32,
+    (min, max): (i32, i32),
+) -> (i32, &'static str, &'static str) {
+    let scale_up_limit = (2 * current).max(4);
+    let (allowed, reason, message) = if max > scale_up_limit {
+        (
+            scale_up_limit,
+            "ScaleUpLimit",
+            "the desired replica count is increasing faster than the maximum scale rate",
+        )
+    } else {
+        (
+            max,
+            "TooManyReplicas",
+            "the desired replica count is more than the maximum replica count",
+        )
+    };
+    if desired < min {
+        (
+            min,
+            "TooFewReplicas",
+            "the desired replica count is less than the minimum replica count",
+        )
+    } else if desired > allowed {
+        (allowed, reason, message)
+    } else {
+        (
+            desired,
+            "DesiredWithinRange",
+            "the desired count is within the acceptable range",
+        )
+    }
+}
+// ANCHOR_END: without_behavior
 
 /// Net pods added (positive) or removed (negative, as a positive number)
 /// within the last `period_seconds`.

@@ -212,3 +212,73 @@ fn scale_up_rate_is_max_of_four_pods_and_double() {
         )
     );
 }
+
+#[test]
+fn without_behavior_the_older_path_scales_up_to_twice_or_four() {
+    // kubectl autoscale's HPA has no `spec.behavior`: from 1 pod the limit
+    // is max(2 × 1, 4) = 4, not the behavior default's 1 + 4 = 5.
+    assert_eq!(
+        limit_without_behavior(9, 1, (1, 10)),
+        (
+            4,
+            "ScaleUpLimit",
+            "the desired replica count is increasing faster than the maximum scale rate"
+        )
+    );
+    // From 4: 8. From 5 with max 6: the max.
+    assert_eq!(limit_without_behavior(9, 4, (1, 10)).0, 8);
+    assert_eq!(
+        limit_without_behavior(9, 5, (1, 6)),
+        (
+            6,
+            "TooManyReplicas",
+            "the desired replica count is more than the maximum replica count"
+        )
+    );
+    // Down: straight to the desired count, bounded by minReplicas only.
+    assert_eq!(limit_without_behavior(1, 9, (1, 10)).0, 1);
+    assert_eq!(
+        limit_without_behavior(1, 9, (2, 10)),
+        (
+            2,
+            "TooFewReplicas",
+            "the desired replica count is less than the minimum replica count"
+        )
+    );
+    assert_eq!(
+        limit_without_behavior(3, 3, (1, 10)),
+        (
+            3,
+            "DesiredWithinRange",
+            "the desired count is within the acceptable range"
+        )
+    );
+}
+
+#[test]
+fn without_behavior_scale_down_still_waits_five_minutes() {
+    let mut h = History {
+        recommendations: vec![(t(-10), 3)],
+        scale_events: vec![],
+    };
+    // Up at once: no window on the way up.
+    assert_eq!(stabilize_without_behavior(6, &mut h, t(0)), 6);
+    assert_eq!(stabilize_without_behavior(2, &mut h, t(15)), 6);
+    assert_eq!(stabilize_without_behavior(2, &mut h, t(300)), 6);
+    assert_eq!(stabilize_without_behavior(2, &mut h, t(301)), 2);
+}
+
+#[test]
+fn terminal_pods_are_ignored() {
+    // A Succeeded pod (a finished Job's, say) neither counts nor blocks.
+    let done = pod("done", 1000, "Succeeded", false);
+    let got = cpu_replicas(
+        1,
+        50,
+        &[pod("a", 1000, "Running", true), done],
+        &metrics(&[("a", 1000)]),
+        t(0),
+    )
+    .map(|r| r.replicas);
+    assert_eq!(got, Ok(2));
+}
