@@ -327,8 +327,6 @@ pub struct Components {
     controllers: Option<ControllerManager>,
     shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
-    /// The names of what runs, for the banner.
-    pub running: Vec<&'static str>,
 }
 
 impl Components {
@@ -363,7 +361,6 @@ impl Components {
         let without = |c| options.without.contains(&c);
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let running = Self::names(options);
         let controllers = (!without(Component::Controllers))
             .then(|| ControllerManager::start(api.client(), Self::manager_options(options)));
         if !without(Component::Scheduler) {
@@ -390,7 +387,6 @@ impl Components {
             controllers,
             shutdown,
             tasks,
-            running,
         }
     }
 

@@ -23,8 +23,8 @@ enum Lab {
     /// Lab: the API server — serve the Kubernetes API on loopback for kubectl.
     Apiserver(ServerArgs),
     /// Start the lab cluster — API server, controller manager, scheduler,
-    /// node lifecycle controller, and a kubelet per node — and print
-    /// `export KUBECONFIG=...`.
+    /// node lifecycle controller, and a kubelet and a kube-proxy per node —
+    /// and print `export KUBECONFIG=...`.
     Cluster(ClusterArgs),
     /// Lab: controllers — the ReplicaSet controller and the garbage
     /// collector, narrated on an in-process cluster.

@@ -103,6 +103,38 @@ async fn version_get_describe_and_errors() {
     s.stop().await;
 }
 
+/// `kubectl api-resources` prints discovery back: one line per row of the
+/// resource table (metrics.k8s.io's two kinds come from their own
+/// handlers). The chapter "The API server" shows this output from
+/// `book/src/generated/kubectl-api-resources.txt`, checked here, so a new
+/// resource shows up in the book with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_resources_lists_the_resource_table() {
+    let s = TestServer::start().await;
+    let out = s.kubectl(&["api-resources"]).await;
+    let text = out.ok();
+    for r in labs::apiserver::resources::RESOURCES {
+        // autoscaling/v1 is served but not preferred: kubectl lists v2.
+        if r.kind == "HorizontalPodAutoscaler" && r.version == "v1" {
+            continue;
+        }
+        let api_version = r.api_version();
+        assert!(
+            text.lines().any(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                words.first() == Some(&r.plural)
+                    && words.contains(&api_version.as_str())
+                    && words.last() == Some(&r.kind)
+            }),
+            "{} ({api_version}) missing:\n{text}",
+            r.plural
+        );
+    }
+    labs::lab::book::check_generated("kubectl-api-resources.txt", text)
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_client_side_and_server_side_twice() {
     let s = TestServer::start().await;

@@ -390,3 +390,74 @@ fn every_generated_file_is_included() {
         "generated files no chapter includes: {unused:?}"
     );
 }
+
+/// The test above catches output pasted right after its command; this one
+/// catches output retyped anywhere else (a chapter quoting "step 3 of
+/// `labs scheduler`" in prose, say): no hand-written ```` ```text ```` block
+/// may repeat three consecutive lines of what a lab prints, as recorded in
+/// its insta snapshots (`labs/src/lab/tests/snapshots/`) or in
+/// `book/src/generated/*.txt`. Whitespace is collapsed (an excerpt is often
+/// unindented), and only windows with one line of 30 characters or more
+/// count, so that short lines many outputs share (`metadata:`, `app: web`)
+/// do not.
+#[test]
+fn no_chapter_retypes_lab_output() {
+    fn norm(l: &str) -> String {
+        l.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+    fn windows(text: &str) -> Vec<String> {
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(norm)
+            .collect();
+        lines
+            .windows(3)
+            .filter(|w| w.iter().any(|l| l.chars().count() >= 30))
+            .map(|w| w.join("\n"))
+            .collect()
+    }
+    let mut recorded = BTreeSet::new();
+    let snapshots = book_dir().join("../labs/src/lab/tests/snapshots");
+    let generated = book_dir().join("src/generated");
+    for dir in [&snapshots, &generated] {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "snap" || e == "txt") {
+                recorded.extend(windows(&fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    assert!(recorded.len() > 100, "the recorded outputs were found");
+
+    let mut retyped = Vec::new();
+    for chapter in markdown_files() {
+        let text = fs::read_to_string(book_dir().join("src").join(&chapter)).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut i = 0;
+        while i < lines.len() {
+            if !lines[i].trim_start().starts_with("```") {
+                i += 1;
+                continue;
+            }
+            let end = i
+                + 1
+                + lines[i + 1..]
+                    .iter()
+                    .position(|l| l.trim_start().starts_with("```"))
+                    .unwrap_or(lines.len() - i - 1);
+            if lines[i].trim() == "```text" {
+                let body = lines[i + 1..end.min(lines.len())].join("\n");
+                if let Some(w) = windows(&body).iter().find(|w| recorded.contains(*w)) {
+                    retyped.push(format!("{chapter}:{}: {:?}", i + 1, w));
+                }
+            }
+            i = end + 1;
+        }
+    }
+    assert!(
+        retyped.is_empty(),
+        "lab output typed into a chapter; include it from book/src/generated/ (cut by the lab's test) instead:\n{}",
+        retyped.join("\n")
+    );
+}

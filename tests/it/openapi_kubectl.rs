@@ -199,3 +199,68 @@ async fn documents_are_cached_by_hash() {
     assert_eq!(code, 404);
     s.stop().await;
 }
+
+/// Why the `patch` operations leave `application/strategic-merge-patch+json`
+/// out of their body types (`PATCH_TYPES` in `openapi/paths.rs`): listed
+/// there, `kubectl apply` would compute its three-way patch from the
+/// documents, whose schemas lack upstream's merge keys, and a list of
+/// containers or env vars would be diffed as a whole. Left out, kubectl
+/// falls back to its compiled-in types: removing one env var and one
+/// container from the manifest removes exactly those, by name, and keeps
+/// the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_removes_list_items_by_their_merge_keys() {
+    let s = TestServer::start().await;
+    let api = Api::<Deployment>::default_namespaced(s.client());
+    let two = DEPLOYMENT_YAML.replace(
+        "        ports:\n        - containerPort: 8080\n",
+        "        env:\n        - {name: A, value: \"1\"}\n        - {name: B, value: \"2\"}\n      - name: sidecar\n        image: app:v1\n",
+    );
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], Some(&two)).await;
+    assert_eq!(out.ok().trim(), "deployment.apps/web created");
+
+    let one = two
+        .replace("        - {name: B, value: \"2\"}\n", "")
+        .replace("      - name: sidecar\n        image: app:v1\n", "");
+    let out = s
+        .kubectl_stdin(&["apply", "-f", "-", "-v=8"], Some(&one))
+        .await;
+    assert!(
+        out.ok().contains("deployment.apps/web configured"),
+        "{}",
+        out.stdout
+    );
+    // kubectl's patch names what goes, by merge key.
+    assert!(
+        out.stderr
+            .contains("Content-Type: application/strategic-merge-patch+json"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains(r#"\"$patch\":\"delete\",\"name\":\"B\""#)
+            || out.stderr.contains(r#""$patch":"delete","name":"B""#),
+        "{}",
+        out.stderr
+    );
+    let spec = api
+        .get("web")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["web"]);
+    let env: Vec<(&str, Option<&str>)> = spec.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e.value.as_deref()))
+        .collect();
+    assert_eq!(env, [("A", Some("1"))]);
+    s.stop().await;
+}

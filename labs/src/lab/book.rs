@@ -100,9 +100,10 @@ pub struct BookCommand {
     pub output: Option<String>,
 }
 
-/// Every `cargo run [--release] [-q] -p <package> -- …` in the book's
+/// Every `cargo run [--release] [-q] -p <package> [-- …]` in the book's
 /// chapters, in prose or in code blocks. The command ends at the end of the
-/// line, a backtick, or a shell operator (`|`, `;`, `&`, `#`, `>`).
+/// line, a backtick, a shell operator (`|`, `;`, `&`, `#`, `>`) or a line
+/// continuation (`\\`: the book writes its lab commands on one line).
 pub fn commands(package: &str) -> Vec<BookCommand> {
     let mut found = Vec::new();
     let mut chapters: Vec<PathBuf> = std::fs::read_dir(book_src())
@@ -111,7 +112,8 @@ pub fn commands(package: &str) -> Vec<BookCommand> {
         .filter(|p| p.extension().is_some_and(|e| e == "md"))
         .collect();
     chapters.sort();
-    let marker = format!("-p {package} -- ");
+    const ENDS: [char; 7] = ['`', '|', ';', '&', '#', '>', '\\'];
+    let marker = format!("-p {package}");
     for chapter in chapters {
         let text = std::fs::read_to_string(&chapter).expect("a chapter is UTF-8");
         let name = chapter.file_name().unwrap().to_string_lossy().to_string();
@@ -121,23 +123,31 @@ pub fn commands(package: &str) -> Vec<BookCommand> {
             while let Some(at) = rest.find("cargo run") {
                 let after = &rest[at..];
                 let Some(m) = after.find(&marker) else { break };
+                let tail = &after[m + marker.len()..];
+                rest = tail;
+                // `-p demo -- --yes`, or `-p demo` alone (the default
+                // subcommand): anything else (`-p demo-app`) is not this
+                // package.
+                let args = if let Some(args) = tail.strip_prefix(" -- ") {
+                    args
+                } else if tail.trim_start().is_empty() || tail.trim_start().starts_with(ENDS) {
+                    ""
+                } else {
+                    continue;
+                };
                 // Only flags of cargo itself may sit between `cargo run` and `-p`.
                 let between = &after["cargo run".len()..m];
                 if between
                     .split_whitespace()
                     .all(|w| matches!(w, "--release" | "-q" | "--quiet"))
                 {
-                    let tail = &after[m + marker.len()..];
-                    let end = tail
-                        .find(['`', '|', ';', '&', '#', '>', '\\'])
-                        .unwrap_or(tail.len());
+                    let end = args.find(ENDS).unwrap_or(args.len());
                     found.push(BookCommand {
                         place: format!("{name}:{}", n + 1),
-                        args: tail[..end].split_whitespace().map(str::to_string).collect(),
+                        args: args[..end].split_whitespace().map(str::to_string).collect(),
                         output: output_after(&lines, n),
                     });
                 }
-                rest = &after[m + marker.len()..];
             }
         }
     }
@@ -184,6 +194,14 @@ mod tests {
             all.iter()
                 .any(|c| c.args.first().map(String::as_str) == Some("cluster")),
             "no `cargo run -p labs -- cluster` found in the book: {all:?}"
+        );
+        // `cargo run -p demo` alone runs the default subcommand: a command
+        // too, whose output a chapter could paste.
+        let demo = commands("demo");
+        assert!(
+            demo.iter()
+                .any(|c| c.args.is_empty() && c.place.starts_with("demo.md:")),
+            "`cargo run -p demo` (demo.md) not found: {demo:?}"
         );
     }
 

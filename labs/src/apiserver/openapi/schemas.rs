@@ -197,27 +197,26 @@ const LIST_META: &str = "Standard list metadata: resourceVersion and continue.";
 /// `type` of its own, which is why `kubectl explain` names the schema
 /// instead (`maxSurge <IntOrString>`, `limits <map[string]Quantity>`),
 /// where `Time`, a plain string, prints as `<string>`. Swagger 2.0 has no
-/// `oneOf`: there both are strings, `IntOrString` with its own format.
+/// `oneOf`: there both are strings. `IntOrString` keeps its
+/// `int-or-string` format in both. schemars' `x-kubernetes-int-or-string`
+/// flag is dropped: upstream's built-in schemas do not carry it (it is the
+/// CRD schemas' way of saying the same), and on `Quantity` it is wrong.
 fn int_or_string(schema: &mut Map<String, Value>, dialect: Dialect, int_or_string: bool) {
-    match (dialect, int_or_string) {
-        (Dialect::V3, true) => {
-            schema.insert(
-                "oneOf".into(),
-                json!([{"type": "integer"}, {"type": "string"}]),
-            );
+    schema.remove("x-kubernetes-int-or-string");
+    if int_or_string {
+        schema.insert("format".into(), json!("int-or-string"));
+    }
+    match dialect {
+        Dialect::V3 => {
+            let types = if int_or_string {
+                json!([{"type": "integer"}, {"type": "string"}])
+            } else {
+                json!([{"type": "string"}, {"type": "number"}])
+            };
+            schema.insert("oneOf".into(), types);
         }
-        (Dialect::V3, false) => {
-            schema.insert(
-                "oneOf".into(),
-                json!([{"type": "string"}, {"type": "number"}]),
-            );
-        }
-        (Dialect::V2, _) => {
-            schema.remove("x-kubernetes-int-or-string");
+        Dialect::V2 => {
             schema.insert("type".into(), json!("string"));
-            if int_or_string {
-                schema.insert("format".into(), json!("int-or-string"));
-            }
         }
     }
 }

@@ -95,8 +95,16 @@ fn int_or_string_and_quantity_have_upstreams_shapes() {
         json!([{"type": "integer"}, {"type": "string"}])
     );
     assert!(ios.get("type").is_none(), "{ios}");
+    assert_eq!(ios["format"], "int-or-string");
     let q = &s["io.k8s.apimachinery.pkg.api.resource.Quantity"];
     assert_eq!(q["oneOf"], json!([{"type": "string"}, {"type": "number"}]));
+    // CRD schemas' flag, which upstream's built-in schemas do not carry.
+    for schema in [ios, q] {
+        assert!(
+            schema.get("x-kubernetes-int-or-string").is_none(),
+            "{schema}"
+        );
+    }
     let time = &s["io.k8s.apimachinery.pkg.apis.meta.v1.Time"];
     assert_eq!(
         (&time["type"], &time["format"]),
