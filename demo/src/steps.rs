@@ -108,7 +108,10 @@ impl Step {
                  template is copied back into the Deployment, and the controller scales the \
                  old ReplicaSet up again (no new image, no new ReplicaSet)."
             }
-            Step::Summary => "What the traffic probe saw, from the first deploy to the end.",
+            Step::Summary => {
+                "What the traffic probe saw, from the end of the first deploy to the end of the \
+                 rollback."
+            }
         }
     }
 }
@@ -122,8 +125,6 @@ pub struct RunOptions {
     pub bad_version: bool,
     /// `rollback --to-revision` (0: the previous revision).
     pub to_revision: i64,
-    /// How long a rollout may take before the demo gives up on it.
-    pub rollout_limit: Duration,
 }
 
 impl Default for RunOptions {
@@ -132,7 +133,6 @@ impl Default for RunOptions {
             version: "v2".into(),
             bad_version: false,
             to_revision: 0,
-            rollout_limit: Duration::from_secs(120),
         }
     }
 }
@@ -326,30 +326,13 @@ impl Demo {
         version: &AppVersion,
         probe: Option<&dyn Probe>,
     ) -> anyhow::Result<(bool, Duration)> {
-        let image = objects.deployment.spec.as_ref().and_then(|s| {
-            s.template
-                .spec
-                .as_ref()
-                .and_then(|p| p.containers[0].image.clone())
-        });
-        let image = image.unwrap_or_default();
-        let kubectl = vec![
-            format!("kubectl set image deployment/{APP} app={image} db-proxy={image}"),
-            format!(
-                "kubectl annotate deployment/{APP} kubernetes.io/change-cause='{}'",
-                version.change_cause(&image)
-            ),
-            format!("kubectl rollout status deployment/{APP}"),
-        ];
+        let kubectl = update_commands(&objects.deployment, version, &self.settings);
         self.header(Step::Update, &kubectl);
-        let started = Instant::now();
         self.apply_deployment(&objects.deployment).await?;
         if self.settings.dry_run {
             return Ok((true, Duration::ZERO));
         }
-        let limit = Duration::from_secs(120);
-        let (status, took) = self.watch(probe, limit).await?;
-        let _ = started;
+        let (status, took) = self.watch(probe, Duration::from_secs(120)).await?;
         match status {
             RolloutStatus::Done(_) => Ok((true, took)),
             RolloutStatus::Failed(why) if version.broken => {
@@ -628,6 +611,54 @@ impl Demo {
         }
         Ok((outcome, took))
     }
+}
+
+/// The kubectl commands that make the same change as applying `d`, the
+/// changed Deployment: a new image for every container that runs the app's
+/// image (the app, and on local and kind the proxy sidecar, which is the
+/// same binary; GKE's Cloud SQL Auth Proxy keeps its own image), what
+/// `--bad-version` changes besides, and the change cause. `annotate` needs
+/// `--overwrite`: the Deployment already carries a change cause.
+fn update_commands(d: &Deployment, version: &AppVersion, settings: &Settings) -> Vec<String> {
+    let spec = d.spec.as_ref();
+    let pod = spec.and_then(|s| s.template.spec.as_ref());
+    let app = pod
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    let same_image: Vec<String> = pod
+        .into_iter()
+        .flat_map(|p| {
+            p.containers
+                .iter()
+                .chain(p.init_containers.iter().flatten())
+        })
+        .filter(|c| c.image.as_deref() == Some(app.as_str()))
+        .map(|c| format!("{}={app}", c.name))
+        .collect();
+    let mut commands = vec![format!(
+        "kubectl set image deployment/{APP} {}",
+        same_image.join(" ")
+    )];
+    if version.broken {
+        commands.push(format!(
+            "kubectl set env deployment/{APP} -c app STARTUP_SECONDS=3600"
+        ));
+        let deadline = spec.and_then(|s| s.progress_deadline_seconds);
+        if let Some(seconds) = deadline
+            && seconds != settings.progress_deadline_seconds
+        {
+            commands.push(format!(
+                "kubectl patch deployment/{APP} -p '{{\"spec\":{{\"progressDeadlineSeconds\":{seconds}}}}}'"
+            ));
+        }
+    }
+    commands.push(format!(
+        "kubectl annotate deployment/{APP} --overwrite kubernetes.io/change-cause='{}'",
+        version.change_cause(&app)
+    ));
+    commands.push(format!("kubectl rollout status deployment/{APP}"));
+    commands
 }
 
 /// `   · probe: v1 412, v2 120, 0 errors`.
