@@ -85,8 +85,9 @@ impl Step {
             }
             Step::Settings => {
                 "The app reaches its database through a proxy sidecar in its pod, as on GKE \
-                 with Cloud SQL; the pods run as their own service account (where the cluster serves them), and the \
-                 connection settings live in a Secret, not in the image."
+                 with Cloud SQL; the pods run as their own service account (on GKE the one \
+                 Workload Identity maps to a Google account), and the connection settings live in \
+                 a Secret, not in the image."
             }
             Step::Deploy => {
                 "A Deployment keeps the pods running (through a ReplicaSet) and a Service \
@@ -211,11 +212,12 @@ impl Demo {
         self.client.as_ref().context("no cluster yet")
     }
 
-    fn header(&mut self, step: Step, extra: &[String]) {
+    async fn header(&mut self, step: Step, extra: &[String]) {
         let mut commands = self.target.commands(step, &self.settings);
         commands.extend_from_slice(extra);
         self.n
             .step(step.number(), step.title(), step.about(), &commands);
+        self.n.pause().await;
     }
 
     /// In `--dry-run`, the API calls a step would make.
@@ -225,7 +227,7 @@ impl Demo {
 
     /// Step 1.
     pub async fn cluster(&mut self) -> anyhow::Result<()> {
-        self.header(Step::Cluster, &[]);
+        self.header(Step::Cluster, &[]).await;
         if self.settings.dry_run {
             self.n
                 .say("  (dry run: no cluster is started or contacted)");
@@ -243,7 +245,7 @@ impl Demo {
 
     /// Step 2: both versions' images; returns their references.
     pub async fn image(&mut self, versions: &[&str]) -> anyhow::Result<Vec<String>> {
-        self.header(Step::Image, &[]);
+        self.header(Step::Image, &[]).await;
         let mut images = Vec::new();
         for v in versions {
             let image = if self.settings.dry_run {
@@ -271,18 +273,7 @@ impl Demo {
                 _ => format!("kubectl apply --server-side -f {}.yaml", o.describe().replace('/', "-")),
             })
             .collect();
-        self.header(Step::Settings, &kubectl);
-        if !objects
-            .settings
-            .iter()
-            .any(|o| o.resource.kind == "ServiceAccount")
-        {
-            self.n.say(
-                "  (no ServiceAccount here: the lab cluster stores them but has no token \
-                 controller or admission to give one a meaning; the pods run without one. On GKE \
-                 it carries Workload Identity.)",
-            );
-        }
+        self.header(Step::Settings, &kubectl).await;
         for o in &objects.settings {
             self.apply_any(o).await?;
         }
@@ -296,7 +287,7 @@ impl Demo {
             format!("kubectl apply --server-side --field-manager={FIELD_MANAGER} -f web.yaml"),
             format!("kubectl rollout status deployment/{APP}"),
         ];
-        self.header(Step::Deploy, &kubectl);
+        self.header(Step::Deploy, &kubectl).await;
         if self.settings.dry_run {
             self.n
                 .say("  The manifests (`demo manifests` prints them too):");
@@ -327,7 +318,7 @@ impl Demo {
         probe: Option<&dyn Probe>,
     ) -> anyhow::Result<(bool, Duration)> {
         let kubectl = update_commands(&objects.deployment, version, &self.settings);
-        self.header(Step::Update, &kubectl);
+        self.header(Step::Update, &kubectl).await;
         self.apply_deployment(&objects.deployment).await?;
         if self.settings.dry_run {
             return Ok((true, Duration::ZERO));
@@ -354,7 +345,8 @@ impl Demo {
         self.header(
             Step::History,
             &[format!("kubectl rollout history deployment/{APP}")],
-        );
+        )
+        .await;
         if self.settings.dry_run {
             let ns = self.settings.namespace.clone();
             self.api_call(
@@ -397,7 +389,8 @@ impl Demo {
         self.header(
             Step::Rollback,
             &[format!("kubectl rollout undo deployment/{APP}{flag}")],
-        );
+        )
+        .await;
         if self.settings.dry_run {
             let ns = self.settings.namespace.clone();
             self.api_call(
@@ -732,6 +725,7 @@ pub async fn run_all(demo: &mut Demo, opts: &RunOptions) -> anyhow::Result<Repor
         Step::Summary.about(),
         &[],
     );
+    demo.n.pause().await;
     if !demo.settings.dry_run {
         let p = &report.probe;
         let versions: Vec<String> = p
