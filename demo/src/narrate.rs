@@ -66,7 +66,7 @@ impl Narrator {
     }
 
     /// A step's header: number, title, what and why, the equivalent
-    /// commands; then the pause.
+    /// commands. The caller then [`Narrator::pause`]s.
     pub fn step(&mut self, number: usize, title: &str, about: &str, commands: &[String]) {
         self.say("");
         self.say(format!("── {number}. {title} ──"));
@@ -77,12 +77,30 @@ impl Narrator {
             self.say(format!("  $ {c}"));
         }
         self.last_live.clear();
-        if self.pause {
-            let _ = write!(self.out, "  [Enter to run this step, Ctrl-C to stop] ");
-            let _ = self.out.flush();
+    }
+
+    /// Waits for Enter (unless `--yes`, or stdin is not a terminal).
+    ///
+    /// The line is read on a thread of its own and awaited, so the task
+    /// yields meanwhile: the demo's Ctrl-C handler, which races every step,
+    /// can then end the run at the prompt itself. A read on the runtime's
+    /// thread would hold the task until Enter, and Ctrl-C with it (tokio's
+    /// handler has replaced the default one that would end the process).
+    /// When Ctrl-C wins, the reading thread is left blocked; the process
+    /// ends right after.
+    pub async fn pause(&mut self) {
+        if !self.pause {
+            return;
+        }
+        let _ = write!(self.out, "  [Enter to run this step, Ctrl-C to stop] ");
+        let _ = self.out.flush();
+        let (entered, enter) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
             let mut line = String::new();
             let _ = std::io::stdin().read_line(&mut line);
-        }
+            let _ = entered.send(());
+        });
+        let _ = enter.await;
     }
 
     /// A live-view line, printed only when it differs from the last one.

@@ -164,11 +164,14 @@ pub async fn history(client: &kube::Client, ns: &str, name: &str) -> anyhow::Res
         .get(name)
         .await
         .with_context(|| format!("deployment {name:?} not found in namespace {ns:?}"))?;
+    // A ReplicaSet whose revision does not parse is left out, as kubectl
+    // leaves it out (with a warning); a missing one reads as 0.
     let mut out: Vec<Revision> = replica_sets(client, &d)
         .await?
         .iter()
-        .map(|rs| Revision {
-            revision: revisions::revision(&rs.metadata).unwrap_or(0),
+        .filter_map(|rs| Some((rs, revisions::revision(&rs.metadata).ok()?)))
+        .map(|(rs, revision)| Revision {
+            revision,
             change_cause: rs
                 .metadata
                 .annotations
@@ -216,18 +219,10 @@ pub async fn undo(
         );
     }
     let rss = replica_sets(client, &d).await?;
-    let refs: Vec<&ReplicaSet> = rss.iter().collect();
-    let wanted = match to_revision {
-        0 => revisions::last_revision(&refs),
-        n => n,
-    };
-    let rs = rss
-        .iter()
-        .find(|rs| wanted > 0 && revisions::revision(&rs.metadata) == Ok(wanted))
-        .ok_or_else(|| match to_revision {
-            0 => anyhow::anyhow!("no rollout history found for deployment {name:?}"),
-            n => anyhow::anyhow!("unable to find specified revision {n} in history"),
-        })?;
+    let (wanted, rs) = revision_to_restore(&rss, to_revision).ok_or_else(|| match to_revision {
+        0 => anyhow::anyhow!("no rollout history found for deployment {name:?}"),
+        n => anyhow::anyhow!("unable to find specified revision {n} in history"),
+    })?;
     let mut template = rs
         .spec
         .as_ref()
@@ -271,6 +266,30 @@ pub async fn undo(
     })
 }
 // ANCHOR_END: undo
+
+/// Which ReplicaSet `rollout undo --to-revision=N` goes back to, and its
+/// revision (kubectl's `deploymentRevision`): revision `N`, or for `0` the
+/// one with the second-highest revision — the one before the current. A
+/// ReplicaSet whose revision does not parse is never chosen.
+fn revision_to_restore(rss: &[ReplicaSet], to_revision: i64) -> Option<(i64, &ReplicaSet)> {
+    let parsed = rss
+        .iter()
+        .filter_map(|rs| Some((revisions::revision(&rs.metadata).ok()?, rs)));
+    if to_revision != 0 {
+        return parsed.into_iter().find(|(v, _)| *v == to_revision);
+    }
+    let (mut latest, mut previous): (Option<(i64, &ReplicaSet)>, Option<(i64, &ReplicaSet)>) =
+        (None, None);
+    for (v, rs) in parsed {
+        if latest.is_none_or(|(l, _)| l < v) {
+            previous = latest;
+            latest = Some((v, rs));
+        } else if previous.is_none_or(|(p, _)| p < v) {
+            previous = Some((v, rs));
+        }
+    }
+    previous
+}
 
 /// The live view's line: each ReplicaSet with its version and ready pods,
 /// newest revision first. `web-6d4f… v2 2/3 ready | web-59c8… v1 1/1`.
@@ -349,6 +368,37 @@ mod tests {
             "status": status,
         }))
         .unwrap()
+    }
+
+    fn rs(name: &str, revision: &str) -> ReplicaSet {
+        serde_json::from_value(json!({"metadata": {"name": name,
+            "annotations": {"deployment.kubernetes.io/revision": revision}}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn undo_picks_the_revision_kubectl_picks() {
+        let pick = |rss: &[ReplicaSet], n| {
+            revision_to_restore(rss, n).map(|(v, rs)| (v, rs.metadata.name.clone().unwrap()))
+        };
+        let three = [rs("a", "1"), rs("c", "3"), rs("b", "2"), rs("x", "oops")];
+        // 0: the one before the current, whatever the list's order.
+        assert_eq!(pick(&three, 0), Some((2, "b".into())));
+        assert_eq!(pick(&three, 1), Some((1, "a".into())));
+        assert_eq!(
+            pick(&three, 42),
+            None,
+            "unable to find specified revision 42"
+        );
+        // One revision: no history to go back to.
+        assert_eq!(pick(&three[..1], 0), None);
+        // A missing revision reads as 0, and is one to go back to.
+        let unnumbered = [rs("new", "1"), {
+            let mut r = rs("old", "0");
+            r.metadata.annotations = None;
+            r
+        }];
+        assert_eq!(pick(&unnumbered, 0), Some((0, "old".into())));
     }
 
     #[test]

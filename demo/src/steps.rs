@@ -85,8 +85,9 @@ impl Step {
             }
             Step::Settings => {
                 "The app reaches its database through a proxy sidecar in its pod, as on GKE \
-                 with Cloud SQL; the pods run as their own service account (where the cluster serves them), and the \
-                 connection settings live in a Secret, not in the image."
+                 with Cloud SQL; the pods run as their own service account (on GKE the one \
+                 Workload Identity maps to a Google account), and the connection settings live in \
+                 a Secret, not in the image."
             }
             Step::Deploy => {
                 "A Deployment keeps the pods running (through a ReplicaSet) and a Service \
@@ -108,7 +109,10 @@ impl Step {
                  template is copied back into the Deployment, and the controller scales the \
                  old ReplicaSet up again (no new image, no new ReplicaSet)."
             }
-            Step::Summary => "What the traffic probe saw, from the first deploy to the end.",
+            Step::Summary => {
+                "What the traffic probe saw, from the end of the first deploy to the end of the \
+                 rollback."
+            }
         }
     }
 }
@@ -122,8 +126,6 @@ pub struct RunOptions {
     pub bad_version: bool,
     /// `rollback --to-revision` (0: the previous revision).
     pub to_revision: i64,
-    /// How long a rollout may take before the demo gives up on it.
-    pub rollout_limit: Duration,
 }
 
 impl Default for RunOptions {
@@ -132,7 +134,6 @@ impl Default for RunOptions {
             version: "v2".into(),
             bad_version: false,
             to_revision: 0,
-            rollout_limit: Duration::from_secs(120),
         }
     }
 }
@@ -211,11 +212,12 @@ impl Demo {
         self.client.as_ref().context("no cluster yet")
     }
 
-    fn header(&mut self, step: Step, extra: &[String]) {
+    async fn header(&mut self, step: Step, extra: &[String]) {
         let mut commands = self.target.commands(step, &self.settings);
         commands.extend_from_slice(extra);
         self.n
             .step(step.number(), step.title(), step.about(), &commands);
+        self.n.pause().await;
     }
 
     /// In `--dry-run`, the API calls a step would make.
@@ -225,7 +227,7 @@ impl Demo {
 
     /// Step 1.
     pub async fn cluster(&mut self) -> anyhow::Result<()> {
-        self.header(Step::Cluster, &[]);
+        self.header(Step::Cluster, &[]).await;
         if self.settings.dry_run {
             self.n
                 .say("  (dry run: no cluster is started or contacted)");
@@ -243,7 +245,7 @@ impl Demo {
 
     /// Step 2: both versions' images; returns their references.
     pub async fn image(&mut self, versions: &[&str]) -> anyhow::Result<Vec<String>> {
-        self.header(Step::Image, &[]);
+        self.header(Step::Image, &[]).await;
         let mut images = Vec::new();
         for v in versions {
             let image = if self.settings.dry_run {
@@ -271,18 +273,7 @@ impl Demo {
                 _ => format!("kubectl apply --server-side -f {}.yaml", o.describe().replace('/', "-")),
             })
             .collect();
-        self.header(Step::Settings, &kubectl);
-        if !objects
-            .settings
-            .iter()
-            .any(|o| o.resource.kind == "ServiceAccount")
-        {
-            self.n.say(
-                "  (no ServiceAccount here: the lab cluster stores them but has no token \
-                 controller or admission to give one a meaning; the pods run without one. On GKE \
-                 it carries Workload Identity.)",
-            );
-        }
+        self.header(Step::Settings, &kubectl).await;
         for o in &objects.settings {
             self.apply_any(o).await?;
         }
@@ -296,7 +287,7 @@ impl Demo {
             format!("kubectl apply --server-side --field-manager={FIELD_MANAGER} -f web.yaml"),
             format!("kubectl rollout status deployment/{APP}"),
         ];
-        self.header(Step::Deploy, &kubectl);
+        self.header(Step::Deploy, &kubectl).await;
         if self.settings.dry_run {
             self.n
                 .say("  The manifests (`demo manifests` prints them too):");
@@ -326,30 +317,13 @@ impl Demo {
         version: &AppVersion,
         probe: Option<&dyn Probe>,
     ) -> anyhow::Result<(bool, Duration)> {
-        let image = objects.deployment.spec.as_ref().and_then(|s| {
-            s.template
-                .spec
-                .as_ref()
-                .and_then(|p| p.containers[0].image.clone())
-        });
-        let image = image.unwrap_or_default();
-        let kubectl = vec![
-            format!("kubectl set image deployment/{APP} app={image} db-proxy={image}"),
-            format!(
-                "kubectl annotate deployment/{APP} kubernetes.io/change-cause='{}'",
-                version.change_cause(&image)
-            ),
-            format!("kubectl rollout status deployment/{APP}"),
-        ];
-        self.header(Step::Update, &kubectl);
-        let started = Instant::now();
+        let kubectl = update_commands(&objects.deployment, version, &self.settings);
+        self.header(Step::Update, &kubectl).await;
         self.apply_deployment(&objects.deployment).await?;
         if self.settings.dry_run {
             return Ok((true, Duration::ZERO));
         }
-        let limit = Duration::from_secs(120);
-        let (status, took) = self.watch(probe, limit).await?;
-        let _ = started;
+        let (status, took) = self.watch(probe, Duration::from_secs(120)).await?;
         match status {
             RolloutStatus::Done(_) => Ok((true, took)),
             RolloutStatus::Failed(why) if version.broken => {
@@ -371,7 +345,8 @@ impl Demo {
         self.header(
             Step::History,
             &[format!("kubectl rollout history deployment/{APP}")],
-        );
+        )
+        .await;
         if self.settings.dry_run {
             let ns = self.settings.namespace.clone();
             self.api_call(
@@ -414,7 +389,8 @@ impl Demo {
         self.header(
             Step::Rollback,
             &[format!("kubectl rollout undo deployment/{APP}{flag}")],
-        );
+        )
+        .await;
         if self.settings.dry_run {
             let ns = self.settings.namespace.clone();
             self.api_call(
@@ -630,6 +606,54 @@ impl Demo {
     }
 }
 
+/// The kubectl commands that make the same change as applying `d`, the
+/// changed Deployment: a new image for every container that runs the app's
+/// image (the app, and on local and kind the proxy sidecar, which is the
+/// same binary; GKE's Cloud SQL Auth Proxy keeps its own image), what
+/// `--bad-version` changes besides, and the change cause. `annotate` needs
+/// `--overwrite`: the Deployment already carries a change cause.
+fn update_commands(d: &Deployment, version: &AppVersion, settings: &Settings) -> Vec<String> {
+    let spec = d.spec.as_ref();
+    let pod = spec.and_then(|s| s.template.spec.as_ref());
+    let app = pod
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    let same_image: Vec<String> = pod
+        .into_iter()
+        .flat_map(|p| {
+            p.containers
+                .iter()
+                .chain(p.init_containers.iter().flatten())
+        })
+        .filter(|c| c.image.as_deref() == Some(app.as_str()))
+        .map(|c| format!("{}={app}", c.name))
+        .collect();
+    let mut commands = vec![format!(
+        "kubectl set image deployment/{APP} {}",
+        same_image.join(" ")
+    )];
+    if version.broken {
+        commands.push(format!(
+            "kubectl set env deployment/{APP} -c app STARTUP_SECONDS=3600"
+        ));
+        let deadline = spec.and_then(|s| s.progress_deadline_seconds);
+        if let Some(seconds) = deadline
+            && seconds != settings.progress_deadline_seconds
+        {
+            commands.push(format!(
+                "kubectl patch deployment/{APP} -p '{{\"spec\":{{\"progressDeadlineSeconds\":{seconds}}}}}'"
+            ));
+        }
+    }
+    commands.push(format!(
+        "kubectl annotate deployment/{APP} --overwrite kubernetes.io/change-cause='{}'",
+        version.change_cause(&app)
+    ));
+    commands.push(format!("kubectl rollout status deployment/{APP}"));
+    commands
+}
+
 /// `   · probe: v1 412, v2 120, 0 errors`.
 fn probe_counts(r: &ProbeReport) -> String {
     let versions: Vec<String> = r.versions.iter().map(|(v, n)| format!("{v} {n}")).collect();
@@ -701,6 +725,7 @@ pub async fn run_all(demo: &mut Demo, opts: &RunOptions) -> anyhow::Result<Repor
         Step::Summary.about(),
         &[],
     );
+    demo.n.pause().await;
     if !demo.settings.dry_run {
         let p = &report.probe;
         let versions: Vec<String> = p

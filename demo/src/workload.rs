@@ -42,9 +42,10 @@ pub struct Workload {
     /// no namespaces: there the pod's own IP (`status.podIP`, from the
     /// downward API) stands in for it.
     pub pod_ip_as_localhost: bool,
-    /// Whether the pods run as a ServiceAccount. The lab API server stores
-    /// them, but has no token controller or admission to give one a
-    /// meaning, so locally the pods run without one; kind and GKE use them.
+    /// Whether the pods run as the demo's own ServiceAccount `web` (every
+    /// target does; without it they run as the namespace's `default`). The
+    /// lab cluster's ServiceAccount admission checks that it exists, but
+    /// mounts no token: the lab API server authenticates nobody.
     pub service_account: bool,
     /// The database: `(host:port the proxy forwards to, user, password)`;
     /// `None`: the app runs without one (and without the sidecar).

@@ -195,9 +195,38 @@ impl LocalTarget {
         ))
     }
 
+    /// The kubeconfig of a cluster a `demo up` (or `demo run --keep`) is
+    /// running from this state directory, if one answers. A stale state
+    /// file (its process was killed) is not one.
+    async fn running_elsewhere(&self) -> Option<PathBuf> {
+        let text = std::fs::read_to_string(self.state_file()).ok()?;
+        let state: State = serde_json::from_str(&text).ok()?;
+        let kubeconfig = kube::config::Kubeconfig::read_from(&state.kubeconfig).ok()?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .ok()?;
+        let client = kube::Client::try_from(config).ok()?;
+        tokio::time::timeout(Duration::from_secs(3), client.apiserver_version())
+            .await
+            .ok()?
+            .ok()?;
+        Some(state.kubeconfig)
+    }
+
     // ANCHOR: start
     /// Starts the lab cluster in this process, and the database.
     async fn start(&mut self, n: &mut Narrator) -> anyhow::Result<(kube::Client, ClusterInfo)> {
+        // The state file and the kubeconfig have one place per state
+        // directory: a second cluster would overwrite the ones a running
+        // `demo up` wrote (and its learner's KUBECONFIG), then delete them.
+        if let Some(kubeconfig) = self.running_elsewhere().await {
+            anyhow::bail!(
+                "a local cluster is already running (`demo up`, KUBECONFIG={}): use the single \
+                 steps against it (`cargo run -p demo -- deploy`, …), or stop it (Ctrl-C there) \
+                 first",
+                kubeconfig.display()
+            );
+        }
         let (first_pod_ip, service_cidr) = self.addresses();
         let mut config = api_config(300);
         config.service_cidr = service_cidr;
@@ -364,7 +393,7 @@ impl Target for LocalTarget {
         Workload {
             service_port: SERVICE_PORT,
             pod_ip_as_localhost: self.runtime == LocalRuntime::Process,
-            service_account: false,
+            service_account: true,
             database: self.database.clone(),
         }
         .objects(settings, image, version)

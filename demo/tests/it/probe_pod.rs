@@ -5,7 +5,6 @@
 //! back through the pod's log, followed through the API server as `kubectl
 //! logs -f` does. A rolling update runs while it counts.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use demo::narrate::Narrator;
@@ -28,10 +27,7 @@ async fn the_probe_pod_counts_a_rolling_update_through_its_log() {
     };
     let local = LocalOptions {
         exe: Some(env!("CARGO_BIN_EXE_demo").into()),
-        addresses: Some((
-            Ipv4Addr::new(127, 8, 41, 1),
-            (Ipv4Addr::new(127, 9, 41, 0), 24),
-        )),
+        addresses: Some(crate::test_addresses(3)),
         state_dir: state.path().to_path_buf(),
         attach: false,
     };

@@ -5,7 +5,6 @@
 //! really happened, as the Deployment controller records them.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use demo::narrate::{LIVE, Narrator};
@@ -36,9 +35,10 @@ struct Run {
     replica_sets: Vec<ReplicaSet>,
 }
 
-/// Runs every step on a local cluster of its own (addresses `third`, a
-/// state directory of its own), reads the cluster back, then stops it.
-async fn run(runtime: LocalRuntime, bad_version: bool, third: u8) -> Run {
+/// Runs every step on a local cluster of its own (addresses of its own,
+/// [`crate::test_addresses`]`(test)`, and a state directory of its own),
+/// reads the cluster back, then stops it.
+async fn run(runtime: LocalRuntime, bad_version: bool, test: u8) -> Run {
     let state = tempfile::tempdir().unwrap();
     let settings = Settings {
         runtime,
@@ -46,10 +46,7 @@ async fn run(runtime: LocalRuntime, bad_version: bool, third: u8) -> Run {
     };
     let local = LocalOptions {
         exe: Some(env!("CARGO_BIN_EXE_demo").into()),
-        addresses: Some((
-            Ipv4Addr::new(127, 8, third, 1),
-            (Ipv4Addr::new(127, 9, third, 0), 24),
-        )),
+        addresses: Some(crate::test_addresses(test)),
         state_dir: state.path().to_path_buf(),
         attach: false,
     };
@@ -181,7 +178,7 @@ pub fn redact(output: &str) -> String {
 // ANCHOR: e2e
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn run_on_local_loses_no_request_and_rolls_back() {
-    let r = run(LocalRuntime::Process, false, 11).await;
+    let r = run(LocalRuntime::Process, false, 0).await;
     let p = &r.report.probe;
     assert_eq!(p.errors, 0, "{:?}\n{}", p.failures, r.output);
     assert!(p.requests > 200, "{}", r.output);
@@ -223,7 +220,7 @@ async fn run_on_local_loses_no_request_and_rolls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bad_version_stalls_keeps_serving_and_is_undone() {
-    let r = run(LocalRuntime::Process, true, 12).await;
+    let r = run(LocalRuntime::Process, true, 1).await;
     let p = &r.report.probe;
     assert_eq!(r.report.rollout, "stalled", "{}", r.output);
     assert!(
@@ -241,7 +238,7 @@ async fn run_on_local_with_docker_containers() {
     if std::env::var_os("WORKBOOK_SKIP_DOCKER").is_some() {
         return;
     }
-    let r = run(LocalRuntime::Docker, false, 13).await;
+    let r = run(LocalRuntime::Docker, false, 2).await;
     let p = &r.report.probe;
     assert_eq!(p.errors, 0, "{:?}\n{}", p.failures, r.output);
     assert!(p.versions["v1"] > 0 && p.versions["v2"] > 0, "{p:?}");
