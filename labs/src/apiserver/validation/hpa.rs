@@ -182,7 +182,11 @@ fn validate_scaling_rules(errs: &mut Errors, rules: &Value, path: &str) {
         }
         let value = policy.get("value").and_then(Value::as_i64).unwrap_or(0);
         if value <= 0 {
-            errs.invalid(&format!("{ppath}.value"), value, "must be greater than zero");
+            errs.invalid(
+                &format!("{ppath}.value"),
+                value,
+                "must be greater than zero",
+            );
         }
         let period = policy
             .get("periodSeconds")
