@@ -278,8 +278,8 @@ fn revision_to_restore(rss: &[ReplicaSet], to_revision: i64) -> Option<(i64, &Re
     if to_revision != 0 {
         return parsed.into_iter().find(|(v, _)| *v == to_revision);
     }
-    let (mut latest, mut previous): (Option<(i64, &ReplicaSet)>, Option<(i64, &ReplicaSet)>) =
-        (None, None);
+    let mut latest: Option<(i64, &ReplicaSet)> = None;
+    let mut previous = None;
     for (v, rs) in parsed {
         if latest.is_none_or(|(l, _)| l < v) {
             previous = latest;
