@@ -279,7 +279,7 @@ fn revision_to_restore(rss: &[ReplicaSet], to_revision: i64) -> Option<(i64, &Re
         return parsed.into_iter().find(|(v, _)| *v == to_revision);
     }
     let mut latest: Option<(i64, &ReplicaSet)> = None;
-    let mut previous: Option<(i64, &ReplicaSet)> = None;
+    let mut previous = None;
     for (v, rs) in parsed {
         if latest.is_none_or(|(l, _)| l < v) {
             previous = latest;
